@@ -1,0 +1,52 @@
+# make test: cargo test, then build the release wheel, install it into .venv and run pytest.
+# make bench: the benchmark suite against the reference implementations.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= release
+STAMP_TEST := $(VENV)/.stamp-test
+STAMP_BENCH := $(VENV)/.stamp-bench
+export MATURIN_NO_INSTALL_RUST := 1
+
+.PHONY: test bench wheel venv rust-test py-test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_TEST): requirements/test.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements/test.txt
+	touch $@
+
+$(STAMP_BENCH): requirements/bench.txt requirements/test.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
+venv: $(STAMP_TEST)
+
+# We test what we ship: a release abi3 wheel, installed into the venv.
+wheel: $(STAMP_TEST)
+	rm -rf target/wheels
+	$(VENV)/bin/maturin build --profile $(PROFILE) --out target/wheels
+	$(PY) -m pip install --quiet --force-reinstall --no-deps target/wheels/ferromine-*.whl
+
+rust-test:
+	cargo test -p ferromine-core --locked
+
+py-test: wheel
+	# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+	$(PY) -m pytest -q ; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+test: rust-test py-test
+
+bench: $(STAMP_BENCH) wheel
+	$(PY) benches/run.py $(BENCH_ARGS)
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --release -- -D warnings
+
+clean:
+	rm -rf target $(VENV)
