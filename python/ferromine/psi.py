@@ -352,31 +352,12 @@ class PSIDrift(BaseEstimator):
         return feats
 
     def _check_names(self, X, feats: Features, *, reset: bool) -> None:
-        # scikit-learn's own bookkeeping of n_features_in_/feature_names_in_,
-        # without its array conversion (ours is in _intake).
-        if feats.names is not None and not hasattr(X, "columns"):
-            # pyarrow objects: scikit-learn does not read their names.
-            if reset:
-                self.n_features_in_ = feats.n_features
-                self.feature_names_in_ = np.asarray(feats.names, dtype=object)
-            elif hasattr(self, "feature_names_in_") and list(self.feature_names_in_) != feats.names:
-                self._names_differ(feats.names)
-            return
+        # scikit-learn's own bookkeeping and messages for n_features_in_ and
+        # feature_names_in_ (pandas, polars, pyarrow), without its array
+        # conversion: ours is in _intake.
         if isinstance(X, np.ndarray) and X.ndim == 1:
             X = X[:, None]
         validate_data(self, X, skip_check_array=True, reset=reset)
-        if reset and hasattr(self, "feature_names_in_") and feats.names is None:
-            del self.feature_names_in_
-
-    def _names_differ(self, names) -> None:
-        fitted = list(self.feature_names_in_)
-        unseen = [n for n in names if n not in fitted]
-        gone = [n for n in fitted if n not in names]
-        raise ValueError(
-            "The feature names should match those that were passed during fit. "
-            f"Unseen at fit time: {unseen}; seen at fit time, missing now: {gone}"
-            + ("" if unseen or gone else "; the order differs")
-        )
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None):

@@ -17,11 +17,16 @@ use crate::parallel::Cancel;
 /// (exact for `f32`).
 pub trait Value: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
+    /// The same slice as `f64`, when it already is (no conversion needed).
+    fn as_f64_slice(values: &[Self]) -> Option<&[f64]>;
 }
 impl Value for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    fn as_f64_slice(values: &[Self]) -> Option<&[f64]> {
+        Some(values)
     }
 }
 impl Value for f32 {
@@ -29,11 +34,20 @@ impl Value for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn as_f64_slice(_: &[Self]) -> Option<&[f64]> {
+        None
+    }
 }
 
 /// Per-feature state fed one value at a time (NaN stands for missing).
 pub trait Visitor: Send {
     fn push(&mut self, x: f64);
+    /// Many values at once; kernels override this with a vectorised loop.
+    fn push_slice(&mut self, xs: &[f64]) {
+        for &x in xs {
+            self.push(x);
+        }
+    }
     /// Fold in the state of a later row range of the same feature.
     fn merge(&mut self, other: Self);
 }
@@ -55,17 +69,100 @@ const COLUMN_ROWS: usize = 1 << 16;
 const TILE_ROWS: usize = 1 << 13;
 /// Features per task for a row-major matrix: one or two cache lines a row.
 const TILE_COLS: usize = 8;
+/// Values handed to `push_slice` at a time when they must be converted or
+/// transposed first (fits in L1 with `TILE_COLS` features).
+const SCRATCH: usize = 512;
 
-enum Part {
-    /// A row range of the matrix.
-    Rows(Range<usize>),
-    /// A row range of one chunk of a chunked feature.
-    Chunk(usize, Range<usize>),
+/// A rectangle of the data that one task owns: some features, some rows.
+pub struct Block<'d, 'a, T> {
+    data: &'d Columns<'a, T>,
+    /// Features of the block (global indices).
+    pub cols: Range<usize>,
+    /// Row range (for chunked data: within chunk `chunk`, or all rows when
+    /// `chunk` is None).
+    rows: Range<usize>,
+    chunk: Option<usize>,
 }
 
-struct Task {
-    cols: Range<usize>,
-    part: Part,
+impl<'a, T: Value> Block<'_, 'a, T> {
+    /// Rows in the block.
+    pub fn n_rows(&self) -> usize {
+        match (self.data, self.chunk) {
+            (Columns::Chunked { n_rows, .. }, None) => *n_rows,
+            _ => self.rows.len(),
+        }
+    }
+
+    /// The value of block row `i` of feature `j` (global index), or NaN when
+    /// out of range. For sampling; walks use [`visit`](Self::visit).
+    pub fn value(&self, i: usize, j: usize) -> f64 {
+        match self.data {
+            Columns::Matrix(x) => x
+                .get((self.rows.start + i, j))
+                .map_or(f64::NAN, |v| v.to_f64()),
+            Columns::Chunked { columns, .. } => {
+                let Some(chunks) = columns.get(j) else {
+                    return f64::NAN;
+                };
+                if let Some(k) = self.chunk {
+                    return chunks
+                        .get(k)
+                        .and_then(|c| c.get(self.rows.start + i))
+                        .map_or(f64::NAN, |v| v.to_f64());
+                }
+                let mut i = i;
+                for c in chunks {
+                    if i < c.len() {
+                        return c[i].to_f64();
+                    }
+                    i -= c.len();
+                }
+                f64::NAN
+            }
+        }
+    }
+
+    /// Feed every value of the block to one new state per feature, as
+    /// contiguous `f64` slices: borrowed when the data already is contiguous
+    /// `f64`, else converted or transposed through a small scratch buffer.
+    pub fn visit<S: Visitor>(&self, make: impl Fn(usize) -> S, cancel: &Cancel) -> Result<Vec<S>> {
+        let mut states: Vec<S> = self.cols.clone().map(make).collect();
+        match self.data {
+            Columns::Matrix(x) => {
+                let row_major = self.data.row_major();
+                let step = if row_major { TILE_ROWS } else { COLUMN_ROWS };
+                // Sub-ranges keep the cancel flag polled in whole-column tasks.
+                for r0 in self.rows.clone().step_by(step) {
+                    cancel.check()?;
+                    let tile = x.slice(s![r0..(r0 + step).min(self.rows.end), self.cols.clone()]);
+                    if row_major {
+                        push_rows(&mut states, tile);
+                    } else {
+                        for (state, col) in states.iter_mut().zip(tile.columns()) {
+                            push_column(state, col);
+                        }
+                    }
+                }
+            }
+            Columns::Chunked { columns, .. } => {
+                let chunks = &columns[self.cols.start];
+                let Some(state) = states.first_mut() else {
+                    return Ok(states);
+                };
+                let pieces: Vec<ArrayView1<'_, T>> = match self.chunk {
+                    None => chunks.iter().map(|c| c.view()).collect(),
+                    Some(k) => vec![chunks[k].slice(s![self.rows.clone()])],
+                };
+                for piece in pieces {
+                    for r0 in (0..piece.len()).step_by(COLUMN_ROWS) {
+                        cancel.check()?;
+                        push_column(state, piece.slice(s![r0..(r0 + COLUMN_ROWS).min(piece.len())]));
+                    }
+                }
+            }
+        }
+        Ok(states)
+    }
 }
 
 impl<'a, T: Value> Columns<'a, T> {
@@ -107,16 +204,16 @@ impl<'a, T: Value> Columns<'a, T> {
         }
     }
 
-    /// Cut the work into tasks whose boundaries depend only on the shape.
-    /// With `split_rows == false` every task holds whole features.
-    fn tasks(&self, split_rows: bool, block: usize) -> Vec<Task> {
+    /// Cut the data into blocks whose boundaries depend only on its shape.
+    /// With `split_rows == false` every block holds whole features.
+    fn blocks(&self, split_rows: bool) -> Vec<Block<'_, 'a, T>> {
         let d = self.n_features();
-        let mut tasks = Vec::new();
+        let mut blocks = Vec::new();
         match self {
             Columns::Matrix(x) => {
                 let n = x.nrows();
                 let (width, rows) = if self.row_major() {
-                    (block, TILE_ROWS)
+                    (TILE_COLS, TILE_ROWS)
                 } else {
                     (1, COLUMN_ROWS)
                 };
@@ -126,10 +223,7 @@ impl<'a, T: Value> Columns<'a, T> {
                     let mut r0 = 0;
                     loop {
                         let r1 = (r0 + rows).min(n);
-                        tasks.push(Task {
-                            cols: cols.clone(),
-                            part: Part::Rows(r0..r1),
-                        });
+                        blocks.push(Block { data: self, cols: cols.clone(), rows: r0..r1, chunk: None });
                         r0 = r1;
                         if r0 >= n {
                             break;
@@ -140,89 +234,34 @@ impl<'a, T: Value> Columns<'a, T> {
             Columns::Chunked { columns, .. } => {
                 for (j, chunks) in columns.iter().enumerate() {
                     if !split_rows || chunks.is_empty() {
-                        tasks.push(Task {
-                            cols: j..j + 1,
-                            part: Part::Chunk(usize::MAX, 0..0),
-                        });
+                        blocks.push(Block { data: self, cols: j..j + 1, rows: 0..0, chunk: None });
                         continue;
                     }
                     for (k, chunk) in chunks.iter().enumerate() {
                         let n = chunk.len();
                         for r0 in (0..n).step_by(COLUMN_ROWS) {
-                            tasks.push(Task {
+                            blocks.push(Block {
+                                data: self,
                                 cols: j..j + 1,
-                                part: Part::Chunk(k, r0..(r0 + COLUMN_ROWS).min(n)),
+                                rows: r0..(r0 + COLUMN_ROWS).min(n),
+                                chunk: Some(k),
                             });
                         }
                     }
                 }
             }
         }
-        tasks
-    }
-
-    fn run_task<S: Visitor>(&self, task: &Task, states: &mut [S], cancel: &Cancel) -> Result<()> {
-        match (self, &task.part) {
-            (Columns::Matrix(x), Part::Rows(rows)) => {
-                let row_major = self.row_major();
-                let step = if row_major { TILE_ROWS } else { COLUMN_ROWS };
-                // Sub-ranges keep the cancel flag polled even in whole-column tasks.
-                for r0 in rows.clone().step_by(step) {
-                    cancel.check()?;
-                    let tile = x.slice(s![r0..(r0 + step).min(rows.end), task.cols.clone()]);
-                    if row_major {
-                        for row in tile.rows() {
-                            for (state, &v) in states.iter_mut().zip(row.iter()) {
-                                state.push(v.to_f64());
-                            }
-                        }
-                    } else {
-                        for (state, col) in states.iter_mut().zip(tile.columns()) {
-                            push_all(state, col);
-                        }
-                    }
-                }
-            }
-            (Columns::Chunked { columns, .. }, Part::Chunk(k, rows)) => {
-                let chunks = &columns[task.cols.start];
-                let Some(state) = states.first_mut() else {
-                    return Ok(());
-                };
-                let pieces: Vec<ArrayView1<'_, T>> = if *k == usize::MAX {
-                    chunks.iter().map(|c| c.view()).collect()
-                } else {
-                    vec![chunks[*k].slice(s![rows.clone()])]
-                };
-                for piece in pieces {
-                    for r0 in (0..piece.len()).step_by(COLUMN_ROWS) {
-                        cancel.check()?;
-                        push_all(state, piece.slice(s![r0..(r0 + COLUMN_ROWS).min(piece.len())]));
-                    }
-                }
-            }
-            _ => {
-                return Err(CoreError::Internal("task does not match its data".into()));
-            }
-        }
-        Ok(())
+        blocks
     }
 
     /// Walk every value once, in parallel over fixed tiles, and return one
     /// merged state per feature. Merging follows tile order, so the result
     /// does not depend on the number of threads.
-    pub fn visit<S: Visitor>(
-        &self,
-        make: impl Fn(usize) -> S + Sync,
-        cancel: &Cancel,
-    ) -> Result<Vec<S>> {
-        let tasks = self.tasks(true, TILE_COLS);
-        let parts: Vec<(usize, Vec<S>)> = tasks
+    pub fn visit<S: Visitor>(&self, make: impl Fn(usize) -> S + Sync, cancel: &Cancel) -> Result<Vec<S>> {
+        let parts: Vec<(usize, Vec<S>)> = self
+            .blocks(true)
             .par_iter()
-            .map(|task| {
-                let mut states: Vec<S> = task.cols.clone().map(&make).collect();
-                self.run_task(task, &mut states, cancel)?;
-                Ok((task.cols.start, states))
-            })
+            .map(|block| Ok((block.cols.start, block.visit(&make, cancel)?)))
             .collect::<Result<_>>()?;
         let mut merged: Vec<Option<S>> = (0..self.n_features()).map(|_| None).collect();
         for (c0, states) in parts {
@@ -240,43 +279,58 @@ impl<'a, T: Value> Columns<'a, T> {
             .collect()
     }
 
-    /// Like [`visit`](Self::visit) but each task holds whole features and turns
-    /// each feature's state into its result at once, so only a few features'
-    /// states are alive at a time (bounded memory for states that hold values).
-    pub fn map_features<S: Visitor, R: Send>(
+    /// Run `work` on blocks of whole features, in parallel, and concatenate
+    /// its per-feature results in feature order. For kernels that walk a
+    /// feature more than once or keep its values: only a few features are
+    /// in flight at a time, so memory stays bounded.
+    pub fn map_blocks<R: Send>(
         &self,
-        make: impl Fn(usize) -> S + Sync,
-        finish: impl Fn(usize, S) -> Result<R> + Sync,
-        cancel: &Cancel,
+        work: impl Fn(&Block<'_, 'a, T>) -> Result<Vec<R>> + Sync,
     ) -> Result<Vec<R>> {
-        let tasks = self.tasks(false, TILE_COLS);
-        let parts: Vec<Vec<R>> = tasks
+        let parts: Vec<Vec<R>> = self
+            .blocks(false)
             .par_iter()
-            .map(|task| {
-                let mut states: Vec<S> = task.cols.clone().map(&make).collect();
-                self.run_task(task, &mut states, cancel)?;
-                (task.cols.start..)
-                    .zip(states)
-                    .map(|(j, s)| finish(j, s))
-                    .collect::<Result<Vec<R>>>()
-            })
+            .map(&work)
             .collect::<Result<_>>()?;
         Ok(parts.into_iter().flatten().collect())
     }
 }
 
-#[inline]
-fn push_all<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
-    match col.as_slice() {
-        Some(values) => {
-            for &v in values {
-                state.push(v.to_f64());
+/// Feed one column (any stride, any float type) as f64 slices.
+fn push_column<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
+    if let Some(values) = col.as_slice().and_then(T::as_f64_slice) {
+        state.push_slice(values);
+        return;
+    }
+    let mut scratch = [0.0f64; SCRATCH];
+    let mut n = 0;
+    for &v in col.iter() {
+        scratch[n] = v.to_f64();
+        n += 1;
+        if n == SCRATCH {
+            state.push_slice(&scratch);
+            n = 0;
+        }
+    }
+    state.push_slice(&scratch[..n]);
+}
+
+/// Feed a row-major tile: transpose blocks of rows into per-feature scratch
+/// columns, so every state still sees contiguous slices.
+fn push_rows<T: Value, S: Visitor>(states: &mut [S], tile: ArrayView2<'_, T>) {
+    let w = states.len().min(TILE_COLS);
+    let mut scratch = [[0.0f64; SCRATCH]; TILE_COLS];
+    let n = tile.nrows();
+    for r0 in (0..n).step_by(SCRATCH) {
+        let rows = tile.slice(s![r0..(r0 + SCRATCH).min(n), ..]);
+        let m = rows.nrows();
+        for (i, row) in rows.rows().into_iter().enumerate() {
+            for (col, &v) in scratch.iter_mut().zip(row.iter()).take(w) {
+                col[i] = v.to_f64();
             }
         }
-        None => {
-            for &v in col.iter() {
-                state.push(v.to_f64());
-            }
+        for (state, col) in states.iter_mut().zip(scratch.iter()) {
+            state.push_slice(&col[..m]);
         }
     }
 }

@@ -37,30 +37,15 @@ pub struct Quantiles {
     pub n_missing: u64,
 }
 
-/// Smallest and largest non-missing value of one feature.
+/// Smallest and largest finite value of one feature (infinities are extreme
+/// values, not part of the range).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extent {
     pub min: f64,
     pub max: f64,
+    pub n_finite: u64,
     pub n_valid: u64,
     pub n_missing: u64,
-}
-
-/// The probabilities `pandas.qcut(x, q=n_bins)` asks for: `linspace(0, 1,
-/// n_bins + 1)`, each nudged up one ulp where `n_bins * p` is not exactly `i`,
-/// so that quantile i lands on rank i of data with `n_bins + 1` values.
-pub fn qcut_probabilities(n_bins: usize) -> Vec<f64> {
-    let step = 1.0 / n_bins as f64;
-    (0..=n_bins)
-        .map(|i| {
-            let p = if i == n_bins { 1.0 } else { i as f64 * step };
-            if n_bins as f64 * p != i as f64 && p > 0.0 && p.is_finite() {
-                f64::from_bits(p.to_bits() + 1)
-            } else {
-                p
-            }
-        })
-        .collect()
 }
 
 /// `numpy.quantile(..., method="linear")`'s interpolation, operation for
@@ -137,9 +122,25 @@ pub fn quantiles_of(values: &mut [f64], probs: &[f64]) -> Vec<f64> {
 struct Gather {
     values: Vec<f64>,
     missing: u64,
+    /// False for the other features of a block when only one is wanted.
+    keep: bool,
+}
+
+impl Gather {
+    fn new(capacity: usize, keep: bool) -> Self {
+        Gather { values: Vec::with_capacity(if keep { capacity } else { 0 }), missing: 0, keep }
+    }
 }
 
 impl Visitor for Gather {
+    fn push_slice(&mut self, xs: &[f64]) {
+        if self.keep {
+            for &x in xs {
+                self.push(x);
+            }
+        }
+    }
+
     #[inline(always)]
     fn push(&mut self, x: f64) {
         if x.is_nan() {
@@ -163,33 +164,422 @@ fn check_probabilities(probs: &[f64]) -> Result<()> {
     }
 }
 
-/// Quantiles of every feature, NaN ignored. A feature's values are gathered
-/// once into a scratch buffer (a few features at a time, so memory stays at a
-/// few columns) and the requested ranks are selected.
-pub fn quantiles<T: Value>(data: &Columns<'_, T>, probs: &[f64], cancel: &Cancel) -> Result<Vec<Quantiles>> {
-    check_probabilities(probs)?;
-    let n = data.n_rows();
-    data.map_features(
-        |_| Gather {
-            values: Vec::with_capacity(n),
-            missing: 0,
-        },
-        |_, mut g| {
-            cancel.check()?;
-            let values = quantiles_of(&mut g.values, probs);
-            Ok(Quantiles {
-                values,
+/// Below this many rows a feature is simply gathered and selected.
+const SMALL: usize = 1 << 16;
+/// Sample size used to bracket each quantile.
+const SAMPLE: usize = 1 << 14;
+/// Bracket half-width in standard deviations of the sample rank; a miss
+/// (rare) costs a fallback to plain selection, never a wrong answer.
+const BRACKET_SIGMAS: f64 = 3.5;
+
+/// Values whose bin or region indices are computed in one go.
+const LANES: usize = 256;
+
+/// `out[i]` = how many `le` bounds are `<= xs[i]` plus how many `lt` bounds
+/// are `< xs[i]`: the index of the bin or region of `xs[i]` when the bounds
+/// are sorted. NaN compares false everywhere and gets 0.
+///
+/// Eight values at a time with the counters in registers and the bounds in
+/// the inner loop; compiled twice, with and without AVX2, and picked at run
+/// time, so the wheel runs on any x86-64 and uses AVX2 where it exists. The
+/// counters are full 64-bit lanes on purpose: narrower outputs make the
+/// compiler pack every comparison.
+#[inline(always)]
+fn count_bounds_below_impl(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
+    let mut values = xs.chunks_exact(8);
+    let mut outs = out.chunks_exact_mut(8);
+    for (v, o) in (&mut values).zip(&mut outs) {
+        let mut acc = [0u64; 8];
+        for &b in le {
+            for k in 0..8 {
+                acc[k] += (b <= v[k]) as u64;
+            }
+        }
+        for &b in lt {
+            for k in 0..8 {
+                acc[k] += (b < v[k]) as u64;
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+    for (&x, o) in values.remainder().iter().zip(outs.into_remainder()) {
+        *o = (le.iter().filter(|&&b| b <= x).count() + lt.iter().filter(|&&b| b < x).count()) as u64;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn count_bounds_below_avx2(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
+    count_bounds_below_impl(xs, le, lt, out)
+}
+
+fn count_bounds_below(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 support was just checked at run time.
+        unsafe { count_bounds_below_avx2(xs, le, lt, out) };
+        return;
+    }
+    count_bounds_below_impl(xs, le, lt, out)
+}
+
+#[inline(always)]
+fn count_nan(xs: &[f64]) -> u64 {
+    xs.iter().map(|x| x.is_nan() as u64).sum()
+}
+
+/// Counts over `m` bins kept as four interleaved copies, so that runs of one
+/// bin do not wait on each other's stores; summed when read.
+#[derive(Clone)]
+struct Tally {
+    m: usize,
+    four: Vec<u64>,
+}
+
+impl Tally {
+    fn new(m: usize) -> Self {
+        Tally { m, four: vec![0; 4 * m] }
+    }
+    #[inline(always)]
+    fn add(&mut self, indices: &[u64]) {
+        let m = self.m;
+        for (i, &k) in indices.iter().enumerate() {
+            if let Some(slot) = self.four.get_mut((i & 3) * m + k as usize) {
+                *slot += 1;
+            }
+        }
+    }
+    fn sub(&mut self, k: usize, n: u64) {
+        self.four[k] -= n;
+    }
+    fn merge(&mut self, o: &Tally) {
+        for (a, b) in self.four.iter_mut().zip(&o.four) {
+            *a += b;
+        }
+    }
+    fn counts(&self) -> Vec<u64> {
+        let m = self.m;
+        (0..m).map(|k| self.four[k] + self.four[m + k] + self.four[2 * m + k] + self.four[3 * m + k]).collect()
+    }
+}
+
+/// Most intervals a feature's brackets may have (their regions fit in a byte).
+const MAX_BRACKETS: usize = 120;
+
+/// Pass 1: the region of every value (kept, one byte each, for pass 2) and
+/// how many values fall in each region; NaN counted apart.
+struct RegionCounts<'b> {
+    lo: &'b [f64],
+    hi: &'b [f64],
+    tally: Tally,
+    missing: u64,
+    regions: Vec<u8>,
+}
+
+impl Visitor for RegionCounts<'_> {
+    fn push(&mut self, x: f64) {
+        self.push_slice(&[x]);
+    }
+    fn push_slice(&mut self, xs: &[f64]) {
+        let mut idx = [0u64; LANES];
+        for block in xs.chunks(LANES) {
+            let idx = &mut idx[..block.len()];
+            count_bounds_below(block, self.lo, self.hi, idx);
+            self.tally.add(idx);
+            // Fewer than 256 regions (MAX_BRACKETS), so a byte holds one.
+            self.regions.extend(idx.iter().map(|&r| r as u8));
+            let nan = count_nan(block);
+            self.tally.sub(0, nan);
+            self.missing += nan;
+        }
+    }
+    fn merge(&mut self, mut o: Self) {
+        self.tally.merge(&o.tally);
+        self.missing += o.missing;
+        self.regions.append(&mut o.regions);
+    }
+}
+
+/// Pass 2: copy the values of the wanted regions into one flat buffer.
+struct Compact<'b> {
+    regions: &'b [u8],
+    seen: usize,
+    /// Region -> slot of a wanted region, or 0 for the others.
+    slot_of: Vec<usize>,
+    cursor: Vec<usize>,
+    flat: Vec<f64>,
+}
+
+impl Visitor for Compact<'_> {
+    fn push(&mut self, x: f64) {
+        self.push_slice(&[x]);
+    }
+    fn push_slice(&mut self, xs: &[f64]) {
+        let regions = self.regions.get(self.seen..self.seen + xs.len()).unwrap_or(&[]);
+        self.seen += xs.len();
+        // Most values are not wanted. First keep the wanted ones in a small
+        // buffer with a branch-free cursor (a register, not memory), then
+        // scatter only those to their regions.
+        let mut kept = [(0usize, 0.0f64); LANES];
+        for (rs, vs) in regions.chunks(LANES).zip(xs.chunks(LANES)) {
+            let mut n = 0;
+            for (&r, &x) in rs.iter().zip(vs) {
+                let slot = self.slot_of.get(r as usize).copied().unwrap_or(0);
+                kept[n] = (slot, x);
+                n += (slot != 0) as usize;
+            }
+            for &(slot, x) in &kept[..n] {
+                let at = self.cursor[slot];
+                // Pass 1 sized the buffer; if the input changed between the two
+                // passes a write can fall outside and is dropped, and the count
+                // check afterwards reports it.
+                if let Some(cell) = self.flat.get_mut(at) {
+                    *cell = x;
+                }
+                self.cursor[slot] = at + 1;
+            }
+        }
+    }
+    fn merge(&mut self, _: Self) {}
+}
+
+/// Quantiles of one feature of a block: exact, by selection inside brackets.
+///
+/// 1. A fixed sample of the feature places a bracket around each wanted rank.
+/// 2. One pass counts the values below, inside and between the brackets, so
+///    each wanted rank's exact position is known.
+/// 3. A second pass copies out only the brackets that hold a wanted rank;
+///    selection in those few values gives the answer.
+///
+/// When a wanted rank falls outside every bracket (an unlucky sample) the
+/// feature falls back to gathering all its values: slower, equally exact.
+fn quantiles_bracketed<T: Value>(
+    block: &crate::columns::Block<'_, '_, T>,
+    probs: &[f64],
+    cancel: &Cancel,
+) -> Result<Vec<Quantiles>> {
+    let n = block.n_rows();
+    let gather = |j: usize| -> Result<Quantiles> {
+        let mut g = block.visit(|i| Gather::new(n, i == j), cancel)?;
+        let g = g.get_mut(j - block.cols.start).ok_or_else(|| CoreError::Internal("feature out of block".into()))?;
+        Ok(Quantiles {
+            values: quantiles_of(&mut g.values, probs),
+            n_valid: g.values.len() as u64,
+            n_missing: g.missing,
+        })
+    };
+    if n <= SMALL || probs.is_empty() || probs.len() > MAX_BRACKETS {
+        let states = block.visit(|_| Gather::new(n, true), cancel)?;
+        return Ok(states
+            .into_iter()
+            .map(|mut g| Quantiles {
+                values: quantiles_of(&mut g.values, probs),
                 n_valid: g.values.len() as u64,
                 n_missing: g.missing,
             })
+            .collect());
+    }
+
+    // 1. Brackets from a fixed, evenly spaced sample.
+    let brackets: Vec<(Vec<f64>, Vec<f64>)> = block
+        .cols
+        .clone()
+        .map(|j| {
+            let mut sample: Vec<f64> = (0..SAMPLE)
+                .map(|k| block.value(((2 * k + 1) * n) / (2 * SAMPLE), j))
+                .filter(|x| !x.is_nan())
+                .collect();
+            sample_brackets(&mut sample, probs)
+        })
+        .collect();
+
+    // 2. Exact counts per region.
+    let counted = block.visit(
+        |j| {
+            let (lo, hi) = &brackets[j - block.cols.start];
+            RegionCounts { lo, hi, tally: Tally::new(2 * lo.len() + 1), missing: 0, regions: Vec::with_capacity(n) }
         },
         cancel,
-    )
+    )?;
+
+    let region_counts: Vec<Vec<u64>> = counted.iter().map(|rc| rc.tally.counts()).collect();
+    // Where each wanted rank sits: (region, rank within the region).
+    let mut plans = Vec::with_capacity(counted.len());
+    for (rc, counts) in counted.iter().zip(&region_counts) {
+        let n_valid = n as u64 - rc.missing;
+        let mut starts = Vec::with_capacity(counts.len());
+        let mut acc = 0u64;
+        for &c in counts {
+            starts.push(acc);
+            acc += c;
+        }
+        let locate = |rank: usize| -> Option<(usize, usize)> {
+            let rank = rank as u64;
+            let region = starts.partition_point(|&s| s <= rank).checked_sub(1)?;
+            (region % 2 == 1 && rank < starts[region] + counts[region])
+                .then(|| (region, (rank - starts[region]) as usize))
+        };
+        let plan: Option<Vec<((usize, usize), (usize, usize), f64)>> = if n_valid == 0 {
+            Some(Vec::new())
+        } else {
+            probs
+                .iter()
+                .map(|&p| {
+                    let (a, b, t) = ranks_for(n_valid as usize, p);
+                    Some((locate(a)?, locate(b)?, t))
+                })
+                .collect()
+        };
+        plans.push(plan);
+    }
+
+    // 3. Copy out the wanted brackets and select inside them.
+    let compacted = block.visit(
+        |j| {
+            let k = j - block.cols.start;
+            let n_regions = region_counts[k].len();
+            let mut wanted = vec![false; n_regions];
+            if let Some(plan) = &plans[k] {
+                for &((ra, _), (rb, _), _) in plan {
+                    wanted[ra] = true;
+                    wanted[rb] = true;
+                }
+            }
+            let counts = &region_counts[k];
+            let mut slot_of = vec![0usize; n_regions];
+            let mut cursor = vec![0usize];
+            let mut size = 0usize;
+            for r in 0..n_regions {
+                if wanted[r] {
+                    slot_of[r] = cursor.len();
+                    cursor.push(size);
+                    size += counts[r] as usize;
+                }
+            }
+            Compact { regions: &counted[k].regions, seen: 0, slot_of, cursor, flat: vec![0.0; size] }
+        },
+        cancel,
+    )?;
+
+    let mut out = Vec::with_capacity(counted.len());
+    for (k, (rc, mut comp)) in counted.iter().zip(compacted).enumerate() {
+        let counts = &region_counts[k];
+        let n_valid = n as u64 - rc.missing;
+        let Some(plan) = &plans[k] else {
+            out.push(gather(block.cols.start + k)?);
+            continue;
+        };
+        if n_valid == 0 {
+            out.push(Quantiles { values: Vec::new(), n_valid: 0, n_missing: rc.missing });
+            continue;
+        }
+        // Where each wanted region starts in `flat`, and a check that pass 2
+        // saw exactly what pass 1 counted (the input did not change).
+        let mut region_start = vec![usize::MAX; counts.len()];
+        let mut size = 0usize;
+        for (r, start) in region_start.iter_mut().enumerate() {
+            if comp.slot_of[r] != 0 {
+                let slot = comp.slot_of[r];
+                *start = size;
+                size += counts[r] as usize;
+                if comp.cursor[slot] != size {
+                    return Err(CoreError::invalid(
+                        "the input changed while it was being read; do not modify arrays during a call",
+                    ));
+                }
+            }
+        }
+        let mut value_at = |(region, rank): (usize, usize)| -> f64 {
+            let start = region_start[region];
+            let len = counts[region] as usize;
+            let part = &mut comp.flat[start..start + len];
+            *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
+        };
+        let values = plan
+            .iter()
+            .map(|&(a, b, t)| {
+                let va = value_at(a);
+                if t == 0.0 && a == b {
+                    va
+                } else {
+                    lerp(va, value_at(b), t)
+                }
+            })
+            .collect();
+        out.push(Quantiles { values, n_valid, n_missing: rc.missing });
+    }
+    Ok(out)
+}
+
+/// Disjoint, sorted closed intervals that very likely hold each wanted
+/// quantile, from a sample of the feature (NaN removed).
+fn sample_brackets(sample: &mut [f64], probs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let s = sample.len();
+    if s == 0 {
+        return (vec![f64::NEG_INFINITY], vec![f64::INFINITY]);
+    }
+    // Sample ranks bounding each quantile, with a margin of a few standard
+    // deviations of the sample rank (binomial: sqrt(s p (1 - p))).
+    let mut bounds: Vec<(i64, i64)> = probs
+        .iter()
+        .map(|&p| {
+            let pos = p * (s - 1) as f64;
+            let margin = (BRACKET_SIGMAS * (s as f64 * p * (1.0 - p)).sqrt()).ceil() as i64 + 4;
+            (pos.floor() as i64 - margin, pos.ceil() as i64 + margin)
+        })
+        .collect();
+    bounds.sort_unstable();
+    let last = s as i64 - 1;
+    let mut ranks: Vec<usize> = bounds
+        .iter()
+        .flat_map(|&(a, b)| [a, b])
+        .filter(|&r| (0..=last).contains(&r))
+        .map(|r| r as usize)
+        .collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let mut found = Vec::with_capacity(ranks.len());
+    multi_select(sample, &ranks, 0, &mut found);
+    found.sort_unstable_by_key(|&(r, _)| r);
+    let at = |r: i64| -> f64 {
+        if r < 0 {
+            f64::NEG_INFINITY
+        } else if r > last {
+            f64::INFINITY
+        } else {
+            found
+                .binary_search_by_key(&(r as usize), |&(k, _)| k)
+                .map_or(f64::NAN, |i| found[i].1)
+        }
+    };
+    let mut lo: Vec<f64> = Vec::new();
+    let mut hi: Vec<f64> = Vec::new();
+    for &(a, b) in &bounds {
+        let (l, h) = (at(a), at(b));
+        match hi.last_mut() {
+            // Overlapping or touching intervals merge, keeping them disjoint.
+            Some(prev) if l <= *prev => *prev = prev.max(h),
+            _ => {
+                lo.push(l);
+                hi.push(h);
+            }
+        }
+    }
+    (lo, hi)
+}
+
+/// Quantiles of every feature, NaN ignored; exact, equal to
+/// `numpy.quantile(x[~isnan(x)], probs)` (see [`lerp`] for the one deviation).
+/// Whole features per task, a few at a time, so memory stays bounded.
+pub fn quantiles<T: Value>(data: &Columns<'_, T>, probs: &[f64], cancel: &Cancel) -> Result<Vec<Quantiles>> {
+    check_probabilities(probs)?;
+    data.map_blocks(|block| quantiles_bracketed(block, probs, cancel))
 }
 
 struct MinMax {
     min: f64,
     max: f64,
+    n_finite: u64,
     n_valid: u64,
     n_missing: u64,
 }
@@ -200,26 +590,31 @@ impl Visitor for MinMax {
         if x.is_nan() {
             self.n_missing += 1;
         } else {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
             self.n_valid += 1;
+            if x.is_finite() {
+                self.min = self.min.min(x);
+                self.max = self.max.max(x);
+                self.n_finite += 1;
+            }
         }
     }
     fn merge(&mut self, o: Self) {
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
+        self.n_finite += o.n_finite;
         self.n_valid += o.n_valid;
         self.n_missing += o.n_missing;
     }
 }
 
-/// Minimum, maximum and counts of every feature, NaN ignored. A feature with
-/// no valid value has `min = +inf`, `max = -inf`.
+/// Finite minimum, maximum and counts of every feature, NaN ignored. A
+/// feature with no finite value has `min = +inf`, `max = -inf`.
 pub fn extents<T: Value>(data: &Columns<'_, T>, cancel: &Cancel) -> Result<Vec<Extent>> {
     let states = data.visit(
         |_| MinMax {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            n_finite: 0,
             n_valid: 0,
             n_missing: 0,
         },
@@ -230,6 +625,7 @@ pub fn extents<T: Value>(data: &Columns<'_, T>, cancel: &Cancel) -> Result<Vec<E
         .map(|s| Extent {
             min: s.min,
             max: s.max,
+            n_finite: s.n_finite,
             n_valid: s.n_valid,
             n_missing: s.n_missing,
         })
@@ -242,7 +638,7 @@ const LINEAR_SCAN_CUTS: usize = 32;
 struct Binner<'c> {
     cuts: &'c [f64],
     closed: Closed,
-    counts: Vec<u64>,
+    tally: Tally,
     missing: u64,
 }
 
@@ -276,22 +672,39 @@ impl Binner<'_> {
 }
 
 impl Visitor for Binner<'_> {
+    fn push_slice(&mut self, xs: &[f64]) {
+        if self.cuts.len() > LINEAR_SCAN_CUTS {
+            for &x in xs {
+                self.push(x);
+            }
+            return;
+        }
+        // NaN compares false everywhere, lands in bin 0 and moves to `missing`.
+        let (le, lt): (&[f64], &[f64]) = match self.closed {
+            Closed::Right => (&[], self.cuts),
+            Closed::Left => (self.cuts, &[]),
+        };
+        let mut idx = [0u64; LANES];
+        for block in xs.chunks(LANES) {
+            let idx = &mut idx[..block.len()];
+            count_bounds_below(block, le, lt, idx);
+            self.tally.add(idx);
+            let nan = count_nan(block);
+            self.tally.sub(0, nan);
+            self.missing += nan;
+        }
+    }
+
     #[inline(always)]
     fn push(&mut self, x: f64) {
         if x.is_nan() {
             self.missing += 1;
         } else {
-            let k = self.bin(x);
-            // k <= cuts.len() < counts.len() by construction.
-            if let Some(c) = self.counts.get_mut(k) {
-                *c += 1;
-            }
+            self.tally.add(&[self.bin(x) as u64]);
         }
     }
     fn merge(&mut self, o: Self) {
-        for (a, b) in self.counts.iter_mut().zip(o.counts) {
-            *a += b;
-        }
+        self.tally.merge(&o.tally);
         self.missing += o.missing;
     }
 }
@@ -322,7 +735,7 @@ pub fn histograms<T: Value>(
         |j| Binner {
             cuts: &cuts[j],
             closed,
-            counts: vec![0; cuts[j].len() + 1],
+            tally: Tally::new(cuts[j].len() + 1),
             missing: 0,
         },
         cancel,
@@ -330,7 +743,7 @@ pub fn histograms<T: Value>(
     Ok(states
         .into_par_iter()
         .map(|b| Histogram {
-            counts: b.counts,
+            counts: b.tally.counts(),
             missing: b.missing,
         })
         .collect())
@@ -363,23 +776,58 @@ mod tests {
             .collect()
     }
 
+    fn deciles() -> Vec<f64> {
+        (0..=10).map(|i| i as f64 / 10.0).collect()
+    }
+
+    /// Quantiles the slow way: sort everything.
+    fn sorted_quantiles(v: &[f64], probs: &[f64]) -> Vec<f64> {
+        let valid: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+        probs.iter().map(|&p| sorted_quantile(&valid, p)).collect()
+    }
+
+    fn column_quantiles(v: Vec<f64>, probs: &[f64]) -> Quantiles {
+        let x = Array1::from(v);
+        let data = Columns::chunked(vec![vec![x.view()]]).unwrap();
+        quantiles(&data, probs, &Cancel::new()).unwrap().remove(0)
+    }
+
     #[test]
-    fn qcut_probabilities_match_pandas() {
-        let p = qcut_probabilities(10);
-        assert_eq!(p.len(), 11);
-        assert_eq!(p[0], 0.0);
-        assert_eq!(p[10], 1.0);
-        assert_eq!(p[5], 0.5);
-        // 10 * 0.30000000000000004 != 3, so pandas rounds it up one ulp.
-        assert_eq!(p[3], 0.3000000000000001);
-        assert_eq!(p[2], 0.2);
+    fn bracketed_selection_is_exact() {
+        // Large enough for the sampled brackets, with ties, NaN and infinities.
+        let n = 300_001;
+        let mut v = lcg(11, n);
+        for (i, x) in v.iter_mut().enumerate() {
+            if i % 97 == 0 {
+                *x = f64::NAN;
+            }
+            if i % 1013 == 0 {
+                *x = f64::INFINITY;
+            }
+        }
+        let probs: Vec<f64> = (0..=20).map(|i| i as f64 / 20.0).collect();
+        let q = column_quantiles(v.clone(), &probs);
+        assert_eq!(q.values, sorted_quantiles(&v, &probs));
+        assert_eq!(q.n_missing as usize, v.iter().filter(|x| x.is_nan()).count());
+    }
+
+    #[test]
+    fn adversarial_order_falls_back_exactly() {
+        // Sorted data whose evenly spaced sample sees only one value of a long
+        // run: brackets can miss, the fallback must still be exact.
+        let n = 200_000;
+        let v: Vec<f64> = (0..n).map(|i| if i % 16384 < 8 { i as f64 } else { (i / 50_000) as f64 }).collect();
+        let probs = deciles();
+        assert_eq!(column_quantiles(v.clone(), &probs).values, sorted_quantiles(&v, &probs));
+        let mostly_zero: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { i as f64 } else { 0.0 }).collect();
+        assert_eq!(column_quantiles(mostly_zero.clone(), &probs).values, sorted_quantiles(&mostly_zero, &probs));
     }
 
     #[test]
     fn selection_equals_sorting() {
         for (seed, n) in [(1, 1), (2, 2), (3, 10), (4, 1001), (5, 5000)] {
             let v = lcg(seed, n);
-            let probs = qcut_probabilities(10);
+            let probs = deciles();
             let mut w = v.clone();
             let got = quantiles_of(&mut w, &probs);
             let want: Vec<f64> = probs.iter().map(|&p| sorted_quantile(&v, p)).collect();
@@ -437,10 +885,10 @@ mod tests {
 
     #[test]
     fn thread_count_does_not_change_results() {
-        let v = lcg(3, 300_000);
-        let x = Array2::from_shape_vec((100_000, 3), v).unwrap();
+        let v = lcg(3, 600_000);
+        let x = Array2::from_shape_vec((200_000, 3), v).unwrap();
         let data = Columns::Matrix(x.view());
-        let probs = qcut_probabilities(10);
+        let probs = deciles();
         let one = crate::parallel::run_in_pool(1, || quantiles(&data, &probs, &Cancel::new())).unwrap().unwrap();
         let two = crate::parallel::run_in_pool(2, || quantiles(&data, &probs, &Cancel::new())).unwrap().unwrap();
         assert_eq!(one, two);
@@ -448,7 +896,10 @@ mod tests {
         let h1 = crate::parallel::run_in_pool(1, || histograms(&data, &cuts, Closed::Right, &Cancel::new())).unwrap().unwrap();
         let h2 = crate::parallel::run_in_pool(2, || histograms(&data, &cuts, Closed::Right, &Cancel::new())).unwrap().unwrap();
         assert_eq!(h1, h2);
-        assert_eq!(h1[0].counts.iter().sum::<u64>(), 100_000);
+        assert_eq!(h1[0].counts.iter().sum::<u64>(), 200_000);
+        let f = x.t().to_owned();
+        let fq = quantiles(&Columns::Matrix(f.t()), &probs, &Cancel::new()).unwrap();
+        assert_eq!(fq, one);
     }
 
     #[test]

@@ -1,0 +1,24 @@
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FERROMINE_DATA", REPO.parent / "shared" / "data"))
+
+settings.register_profile(
+    "ferromine",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+settings.load_profile("ferromine")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared benchmark data not found at {DATA} (set FERROMINE_DATA)")
+    return DATA
