@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+# scikit-learn runs its array-API estimator check only with this set (before
+# scipy is first imported).
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import pytest
 from hypothesis import HealthCheck, settings
 

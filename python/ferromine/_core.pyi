@@ -6,6 +6,16 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "_panic_in_kernel",
+    "_reset_pools",
+    "get_num_threads",
+    "arrow_columns",
+    "psi_extents",
+    "psi_histograms",
+    "psi_quantiles",
+    "__version__",
+]
 
 _Numeric = (
     npt.NDArray[np.float64]

@@ -171,6 +171,8 @@ def _from_numpy(a: np.ndarray, forced: set[int], allow_1d: bool) -> Features:
     if kind in "OUS":
         cats = {j: _factorize(a[:, j], f"{j} (column index)") for j in range(d)}
         return Features(n_rows=n, names=None, kinds=["categorical"] * d, categorical=cats)
+    if kind == "c":
+        raise ValueError("Complex data not supported: pass real numbers, strings, booleans or categories")
     raise TypeError(
         f"cannot read an array of dtype {a.dtype}; pass numbers, strings, booleans or categories"
     )

@@ -255,7 +255,7 @@ class PSIDrift(BaseEstimator):
     >>> current = reference + [0.0, 0.5]
     >>> drift = PSIDrift().fit(reference)
     >>> drift.psi(current).round(3)
-    array([0.   , 0.245])
+    array([0.   , 0.241])
     >>> drift.compare(current).severity.tolist()
     ['none', 'moderate']
     """
@@ -329,7 +329,10 @@ class PSIDrift(BaseEstimator):
     def _read(self, X, *, reset: bool, allow_1d: bool = False) -> Features:
         feats = read_features(X, categorical=self.categorical_features, allow_1d=allow_1d)
         if feats.n_features == 0:
-            raise ValueError("the data has no columns; PSI needs at least one feature")
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape=({feats.n_rows}, 0)) while a minimum of 1 "
+                "is required: PSI needs at least one feature"
+            )
         if getattr(self, "_one_d", False):
             if feats.n_features != 1:
                 raise ValueError(f"the reference was one feature but X has {feats.n_features}")
@@ -380,7 +383,8 @@ class PSIDrift(BaseEstimator):
     def _fit_features(self, feats: Features) -> None:
         if feats.n_rows == 0:
             raise ValueError(
-                "the reference data is empty (0 rows); PSI needs at least one reference row"
+                f"Found array with 0 sample(s) (shape=(0, {feats.n_features})) while a minimum of 1 "
+                "is required: the reference data is empty, PSI needs at least one reference row"
             )
         d = feats.n_features
         self.feature_kinds_ = np.asarray(feats.kinds, dtype=object)
@@ -783,7 +787,7 @@ def psi(
     >>> from ferromine.drift import psi
     >>> rng = np.random.default_rng(0)
     >>> round(psi(rng.normal(size=10_000), rng.normal(0.25, 1, size=10_000)), 4)
-    0.0653
+    0.0605
     """
     est = PSIDrift(
         n_bins=n_bins,

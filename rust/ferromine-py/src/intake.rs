@@ -217,14 +217,14 @@ fn read_column<'py>(py: Python<'py>, name: &str, dt: &DataType, chunks: &[ArrayR
             let mut interner = Interner::default();
             for c in chunks {
                 interner.push_strings(c.as_ref(), &mut codes).map_err(|e| {
-                    PyTypeError::new_err(format!("column {name:?}: {e}"))
+                    PyTypeError::new_err(format!("column '{name}': {e}"))
                 })?;
             }
             let cats = PyList::new(py, &interner.names)?;
             Ok((name, "category", (codes.into_pyarray(py), cats)).into_pyobject(py)?.into_any())
         }
         other => Err(PyTypeError::new_err(format!(
-            "column {name:?} has Arrow type {other}, which ferromine cannot read; \
+            "column '{name}' has Arrow type {other}, which ferromine cannot read; \
              convert it to a number, string or boolean column first"
         ))),
     }
