@@ -234,11 +234,13 @@ fn count_nan(xs: &[f64]) -> u64 {
 struct Tally {
     m: usize,
     four: Vec<u64>,
+    /// Taken off bin 0 when read (NaN lands there while indexing).
+    minus0: u64,
 }
 
 impl Tally {
     fn new(m: usize) -> Self {
-        Tally { m, four: vec![0; 4 * m] }
+        Tally { m, four: vec![0; 4 * m], minus0: 0 }
     }
     #[inline(always)]
     fn add(&mut self, indices: &[u64]) {
@@ -249,17 +251,24 @@ impl Tally {
             }
         }
     }
-    fn sub(&mut self, k: usize, n: u64) {
-        self.four[k] -= n;
+    /// Remove `n` values from bin 0 (they were NaN, not values of that bin).
+    fn sub0(&mut self, n: u64) {
+        self.minus0 += n;
     }
     fn merge(&mut self, o: &Tally) {
         for (a, b) in self.four.iter_mut().zip(&o.four) {
             *a += b;
         }
+        self.minus0 += o.minus0;
     }
     fn counts(&self) -> Vec<u64> {
         let m = self.m;
-        (0..m).map(|k| self.four[k] + self.four[m + k] + self.four[2 * m + k] + self.four[3 * m + k]).collect()
+        let mut out: Vec<u64> =
+            (0..m).map(|k| self.four[k] + self.four[m + k] + self.four[2 * m + k] + self.four[3 * m + k]).collect();
+        if let Some(first) = out.first_mut() {
+            *first = first.saturating_sub(self.minus0);
+        }
+        out
     }
 }
 
@@ -289,7 +298,7 @@ impl Visitor for RegionCounts<'_> {
             // Fewer than 256 regions (MAX_BRACKETS), so a byte holds one.
             self.regions.extend(idx.iter().map(|&r| r as u8));
             let nan = count_nan(block);
-            self.tally.sub(0, nan);
+            self.tally.sub0(nan);
             self.missing += nan;
         }
     }
@@ -690,7 +699,7 @@ impl Visitor for Binner<'_> {
             count_bounds_below(block, le, lt, idx);
             self.tally.add(idx);
             let nan = count_nan(block);
-            self.tally.sub(0, nan);
+            self.tally.sub0(nan);
             self.missing += nan;
         }
     }
