@@ -93,8 +93,9 @@ def test_quantiles_equal_numpy(x):
     valid = x[~np.isnan(x)]
     assume(valid.size > 0 and np.isfinite(valid).all())
     probs = qcut_probabilities(10)
-    values, n_valid, n_missing = _core.psi_quantiles(x[:, None], probs)
+    values, n_le, n_valid, n_missing = _core.psi_quantiles(x[:, None], probs)
     np.testing.assert_array_equal(values[0], np.quantile(valid, probs))
+    np.testing.assert_array_equal(n_le[0], [np.count_nonzero(valid <= v) for v in values[0]])
     assert n_valid[0] == valid.size and n_missing[0] == x.size - valid.size
 
 
@@ -110,10 +111,12 @@ def test_large_quantiles_exact_with_ties_nan_inf(order, dtype):
     x[:, 2] = np.where(rng.random(n) < 0.6, 0.0, x[:, 2])  # zero-inflated
     x = np.asarray(x, dtype=dtype, order=order)
     probs = qcut_probabilities(10)[1:-1]
-    values, _, _ = _core.psi_quantiles(x, probs)
+    values, n_le, _, _ = _core.psi_quantiles(x, probs)
     for j in range(3):
         col = x[:, j].astype(np.float64)
-        np.testing.assert_array_equal(values[j], np.quantile(col[~np.isnan(col)], probs))
+        valid = col[~np.isnan(col)]
+        np.testing.assert_array_equal(values[j], np.quantile(valid, probs))
+        np.testing.assert_array_equal(n_le[j], [np.count_nonzero(valid <= v) for v in values[j]])
 
 
 @given(arrays(np.float64, st.integers(2, 300), elements=st.floats(-1e6, 1e6, allow_subnormal=False)))

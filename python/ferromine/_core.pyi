@@ -32,7 +32,9 @@ def arrow_columns(
 ) -> list[tuple[str, Literal["float", "float-converted", "category", "bool"], Any]]: ...
 def psi_quantiles(
     data: _Numeric, probabilities: list[float] | npt.NDArray[np.float64], n_threads: int | None = None
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]
+]: ...
 def psi_extents(
     data: _Numeric, n_threads: int | None = None
 ) -> tuple[

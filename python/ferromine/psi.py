@@ -416,23 +416,32 @@ class PSIDrift(BaseEstimator):
             fe = self.compat == "feature_engine"
             probs = qcut_probabilities(n_bins)
             probs = probs if fe else probs[1:-1]
-            values, n_valid, _ = _core.psi_quantiles(feats.numeric, probs, threads)
+            values, n_le, n_valid, missing = _core.psi_quantiles(feats.numeric, probs, threads)
             _check_valid(feats, idx, n_valid)
-            cuts = []
-            for row in values:
-                edges = np.unique(row)
+            for k, j in enumerate(idx):
+                edges = np.unique(values[k])
                 # feature-engine: pd.qcut(duplicates="drop") keeps the unique
                 # quantiles, min and max included, then opens both ends.
-                cuts.append(edges[1:-1] if fe else edges)
-        else:
-            lo, hi, n_valid, _ = _core.psi_extents(feats.numeric, threads)
-            _check_valid(feats, idx, n_valid)
-            cuts = [_uniform_edges(a, b, n_bins)[1:-1] for a, b in zip(lo, hi)]
+                cuts = edges[1:-1] if fe else edges
+                # The kernel counted the values <= each quantile, which are the
+                # reference's cumulative bin counts: no second pass needed.
+                order = np.argsort(values[k], kind="stable")
+                at = np.searchsorted(values[k][order], cuts)
+                cumulative = n_le[k][order][at].astype(np.int64)
+                counts = np.diff(np.concatenate([[0], cumulative, [n_valid[k]]]))
+                self._set_numeric(j, cuts, counts, missing[k])
+            return
+        lo, hi, n_valid, _ = _core.psi_extents(feats.numeric, threads)
+        _check_valid(feats, idx, n_valid)
+        cuts = [_uniform_edges(a, b, n_bins)[1:-1] for a, b in zip(lo, hi)]
         counts, missing = _core.psi_histograms(feats.numeric, cuts, True, threads)
         for k, j in enumerate(idx):
-            self.bin_edges_[j] = np.concatenate([[-np.inf], cuts[k], [np.inf]])
-            self.reference_counts_[j] = self._with_missing(counts[k].astype(np.int64), missing[k])
-            self.reference_missing_[j] = missing[k]
+            self._set_numeric(j, cuts[k], counts[k], missing[k])
+
+    def _set_numeric(self, j: int, cuts: np.ndarray, counts: np.ndarray, missing) -> None:
+        self.bin_edges_[j] = np.concatenate([[-np.inf], cuts, [np.inf]])
+        self.reference_counts_[j] = self._with_missing(np.asarray(counts, dtype=np.int64), missing)
+        self.reference_missing_[j] = missing
 
     def _fit_numeric_evidently(self, feats: Features) -> None:
         # evidently derives bins from reference and current together: keep the

@@ -10,7 +10,9 @@ fn main() {
     let mut s = 1u64;
     let order_c = std::env::args().nth(3).is_some();
     let x = Array2::from_shape_fn(ndarray::ShapeBuilder::set_f((n, d), !order_c), |_| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     });
     let data = Columns::Matrix(x.view());
@@ -19,24 +21,36 @@ fn main() {
     let what = std::env::args().nth(1).unwrap_or_default();
     let pool = ferromine_core::parallel::pool(1).expect("pool");
     pool.install(|| {
-        let iters: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+        let iters: usize = std::env::args()
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
         for _ in 0..iters {
             if what != "h" {
                 let t = Instant::now();
                 let q = quantiles(&data, &probs, &cancel).expect("quantiles");
-                println!("quantiles {:.2} ms/col", t.elapsed().as_secs_f64() * 1e3 / d as f64);
+                println!(
+                    "quantiles {:.2} ms/col",
+                    t.elapsed().as_secs_f64() * 1e3 / d as f64
+                );
                 if what == "q" {
                     continue;
                 }
                 let cuts: Vec<Vec<f64>> = q.iter().map(|q| q.values.clone()).collect();
                 let t = Instant::now();
                 histograms(&data, &cuts, Closed::Right, &cancel).expect("histograms");
-                println!("histograms {:.2} ms/col", t.elapsed().as_secs_f64() * 1e3 / d as f64);
+                println!(
+                    "histograms {:.2} ms/col",
+                    t.elapsed().as_secs_f64() * 1e3 / d as f64
+                );
             } else {
                 let cuts = vec![probs.clone(); d];
                 let t = Instant::now();
                 histograms(&data, &cuts, Closed::Right, &cancel).expect("histograms");
-                println!("histograms {:.2} ms/col", t.elapsed().as_secs_f64() * 1e3 / d as f64);
+                println!(
+                    "histograms {:.2} ms/col",
+                    t.elapsed().as_secs_f64() * 1e3 / d as f64
+                );
             }
         }
     });

@@ -156,7 +156,10 @@ impl<'a, T: Value> Block<'_, 'a, T> {
                 for piece in pieces {
                     for r0 in (0..piece.len()).step_by(COLUMN_ROWS) {
                         cancel.check()?;
-                        push_column(state, piece.slice(s![r0..(r0 + COLUMN_ROWS).min(piece.len())]));
+                        push_column(
+                            state,
+                            piece.slice(s![r0..(r0 + COLUMN_ROWS).min(piece.len())]),
+                        );
                     }
                 }
             }
@@ -223,7 +226,12 @@ impl<'a, T: Value> Columns<'a, T> {
                     let mut r0 = 0;
                     loop {
                         let r1 = (r0 + rows).min(n);
-                        blocks.push(Block { data: self, cols: cols.clone(), rows: r0..r1, chunk: None });
+                        blocks.push(Block {
+                            data: self,
+                            cols: cols.clone(),
+                            rows: r0..r1,
+                            chunk: None,
+                        });
                         r0 = r1;
                         if r0 >= n {
                             break;
@@ -234,7 +242,12 @@ impl<'a, T: Value> Columns<'a, T> {
             Columns::Chunked { columns, .. } => {
                 for (j, chunks) in columns.iter().enumerate() {
                     if !split_rows || chunks.is_empty() {
-                        blocks.push(Block { data: self, cols: j..j + 1, rows: 0..0, chunk: None });
+                        blocks.push(Block {
+                            data: self,
+                            cols: j..j + 1,
+                            rows: 0..0,
+                            chunk: None,
+                        });
                         continue;
                     }
                     for (k, chunk) in chunks.iter().enumerate() {
@@ -257,7 +270,11 @@ impl<'a, T: Value> Columns<'a, T> {
     /// Walk every value once, in parallel over fixed tiles, and return one
     /// merged state per feature. Merging follows tile order, so the result
     /// does not depend on the number of threads.
-    pub fn visit<S: Visitor>(&self, make: impl Fn(usize) -> S + Sync, cancel: &Cancel) -> Result<Vec<S>> {
+    pub fn visit<S: Visitor>(
+        &self,
+        make: impl Fn(usize) -> S + Sync,
+        cancel: &Cancel,
+    ) -> Result<Vec<S>> {
         let parts: Vec<(usize, Vec<S>)> = self
             .blocks(true)
             .par_iter()
@@ -275,7 +292,9 @@ impl<'a, T: Value> Columns<'a, T> {
         merged
             .into_iter()
             .enumerate()
-            .map(|(j, s)| s.ok_or_else(|| CoreError::Internal(format!("feature {j} was not visited"))))
+            .map(|(j, s)| {
+                s.ok_or_else(|| CoreError::Internal(format!("feature {j} was not visited")))
+            })
             .collect()
     }
 
@@ -367,9 +386,7 @@ mod tests {
         let c = Array2::from_shape_fn((n, d), |(i, j)| (i % 7 + j) as f64);
         let f = c.t().to_owned();
         let f = f.t();
-        let expect: Vec<(f64, usize)> = (0..d)
-            .map(|j| (c.column(j).sum(), n))
-            .collect();
+        let expect: Vec<(f64, usize)> = (0..d).map(|j| (c.column(j).sum(), n)).collect();
         assert_eq!(sums(&Columns::Matrix(c.view())), expect);
         assert_eq!(sums(&Columns::Matrix(f)), expect);
         let chunked = Columns::chunked(
@@ -389,7 +406,9 @@ mod tests {
     fn ragged_chunks_are_rejected() {
         let a = ndarray::Array1::<f64>::zeros(3);
         let b = ndarray::Array1::<f64>::zeros(4);
-        let err = Columns::chunked(vec![vec![a.view()], vec![b.view()]]).err().unwrap();
+        let err = Columns::chunked(vec![vec![a.view()], vec![b.view()]])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("same number of rows"));
     }
 

@@ -33,6 +33,9 @@ pub struct Histogram {
 pub struct Quantiles {
     /// One value per requested probability; empty when `n_valid == 0`.
     pub values: Vec<f64>,
+    /// Per quantile, how many values are `<=` it: the reference counts of
+    /// right-closed bins cut at the quantiles, without another pass.
+    pub n_le: Vec<u64>,
     pub n_valid: u64,
     pub n_missing: u64,
 }
@@ -93,6 +96,23 @@ fn multi_select(values: &mut [f64], ranks: &[usize], base: usize, out: &mut Vec<
     multi_select(right, &ranks[mid + 1..], base + r + 1, out);
 }
 
+fn count_le(values: &[f64], v: f64) -> u64 {
+    values.iter().map(|&x| (x <= v) as u64).sum()
+}
+
+/// Quantiles of `values` (no NaN) with, per quantile, how many values are
+/// `<=` it. Reorders `values`.
+fn quantiles_with_counts(values: &mut [f64], probs: &[f64]) -> Quantiles {
+    let q = quantiles_of(values, probs);
+    let n_le = q.iter().map(|&v| count_le(values, v)).collect();
+    Quantiles {
+        values: q,
+        n_le,
+        n_valid: values.len() as u64,
+        n_missing: 0,
+    }
+}
+
 /// Linear-interpolated quantiles of `values` (no NaN), as `numpy.quantile`.
 /// Reorders `values`. Selection, not a sort: O(n log(#probabilities)).
 pub fn quantiles_of(values: &mut [f64], probs: &[f64]) -> Vec<f64> {
@@ -128,7 +148,11 @@ struct Gather {
 
 impl Gather {
     fn new(capacity: usize, keep: bool) -> Self {
-        Gather { values: Vec::with_capacity(if keep { capacity } else { 0 }), missing: 0, keep }
+        Gather {
+            values: Vec::with_capacity(if keep { capacity } else { 0 }),
+            missing: 0,
+            keep,
+        }
     }
 }
 
@@ -203,7 +227,8 @@ fn count_bounds_below_impl(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) 
         o.copy_from_slice(&acc);
     }
     for (&x, o) in values.remainder().iter().zip(outs.into_remainder()) {
-        *o = (le.iter().filter(|&&b| b <= x).count() + lt.iter().filter(|&&b| b < x).count()) as u64;
+        *o =
+            (le.iter().filter(|&&b| b <= x).count() + lt.iter().filter(|&&b| b < x).count()) as u64;
     }
 }
 
@@ -240,7 +265,11 @@ struct Tally {
 
 impl Tally {
     fn new(m: usize) -> Self {
-        Tally { m, four: vec![0; 4 * m], minus0: 0 }
+        Tally {
+            m,
+            four: vec![0; 4 * m],
+            minus0: 0,
+        }
     }
     #[inline(always)]
     fn add(&mut self, indices: &[u64]) {
@@ -263,8 +292,9 @@ impl Tally {
     }
     fn counts(&self) -> Vec<u64> {
         let m = self.m;
-        let mut out: Vec<u64> =
-            (0..m).map(|k| self.four[k] + self.four[m + k] + self.four[2 * m + k] + self.four[3 * m + k]).collect();
+        let mut out: Vec<u64> = (0..m)
+            .map(|k| self.four[k] + self.four[m + k] + self.four[2 * m + k] + self.four[3 * m + k])
+            .collect();
         if let Some(first) = out.first_mut() {
             *first = first.saturating_sub(self.minus0);
         }
@@ -275,77 +305,53 @@ impl Tally {
 /// Most intervals a feature's brackets may have (their regions fit in a byte).
 const MAX_BRACKETS: usize = 120;
 
-/// Pass 1: the region of every value (kept, one byte each, for pass 2) and
-/// how many values fall in each region; NaN counted apart.
-struct RegionCounts<'b> {
+/// The one pass over a feature: how many values fall in each region, and a
+/// copy of the values inside the brackets (odd regions), each bracket into
+/// its own stretch of one buffer sized from the sample. A stretch that fills
+/// up marks the feature for the exact fallback.
+struct Collect<'b> {
     lo: &'b [f64],
     hi: &'b [f64],
     tally: Tally,
     missing: u64,
-    regions: Vec<u8>,
+    /// Per bracket: where its stretch of `flat` starts, its next free cell
+    /// and its end.
+    start: Vec<usize>,
+    cursor: Vec<usize>,
+    end: Vec<usize>,
+    flat: Vec<f64>,
+    overflow: bool,
 }
 
-impl Visitor for RegionCounts<'_> {
+impl Visitor for Collect<'_> {
     fn push(&mut self, x: f64) {
         self.push_slice(&[x]);
     }
     fn push_slice(&mut self, xs: &[f64]) {
         let mut idx = [0u64; LANES];
+        let mut kept = [(0usize, 0.0f64); LANES];
         for block in xs.chunks(LANES) {
             let idx = &mut idx[..block.len()];
             count_bounds_below(block, self.lo, self.hi, idx);
             self.tally.add(idx);
-            // Fewer than 256 regions (MAX_BRACKETS), so a byte holds one.
-            self.regions.extend(idx.iter().map(|&r| r as u8));
             let nan = count_nan(block);
             self.tally.sub0(nan);
             self.missing += nan;
-        }
-    }
-    fn merge(&mut self, mut o: Self) {
-        self.tally.merge(&o.tally);
-        self.missing += o.missing;
-        self.regions.append(&mut o.regions);
-    }
-}
-
-/// Pass 2: copy the values of the wanted regions into one flat buffer.
-struct Compact<'b> {
-    regions: &'b [u8],
-    seen: usize,
-    /// Region -> slot of a wanted region, or 0 for the others.
-    slot_of: Vec<usize>,
-    cursor: Vec<usize>,
-    flat: Vec<f64>,
-}
-
-impl Visitor for Compact<'_> {
-    fn push(&mut self, x: f64) {
-        self.push_slice(&[x]);
-    }
-    fn push_slice(&mut self, xs: &[f64]) {
-        let regions = self.regions.get(self.seen..self.seen + xs.len()).unwrap_or(&[]);
-        self.seen += xs.len();
-        // Most values are not wanted. First keep the wanted ones in a small
-        // buffer with a branch-free cursor (a register, not memory), then
-        // scatter only those to their regions.
-        let mut kept = [(0usize, 0.0f64); LANES];
-        for (rs, vs) in regions.chunks(LANES).zip(xs.chunks(LANES)) {
+            // Keep the bracketed values with a branch-free cursor held in a
+            // register, then scatter only those to their brackets.
             let mut n = 0;
-            for (&r, &x) in rs.iter().zip(vs) {
-                let slot = self.slot_of.get(r as usize).copied().unwrap_or(0);
-                kept[n] = (slot, x);
-                n += (slot != 0) as usize;
+            for (&r, &x) in idx.iter().zip(block) {
+                kept[n] = ((r as usize) >> 1, x);
+                n += (r & 1) as usize;
             }
-            for &(slot, x) in &kept[..n] {
-                let at = self.cursor[slot];
-                // Pass 1 sized the buffer; if the input changed between the two
-                // passes a write can fall outside and is dropped, and the count
-                // check afterwards reports it.
-                if let Some(cell) = self.flat.get_mut(at) {
-                    *cell = x;
+            for &(b, x) in &kept[..n] {
+                let at = self.cursor[b];
+                if at < self.end[b] {
+                    self.flat[at] = x;
+                    self.cursor[b] = at + 1;
+                } else {
+                    self.overflow = true;
                 }
-                self.cursor[slot] = at + 1;
             }
         }
     }
@@ -356,9 +362,9 @@ impl Visitor for Compact<'_> {
 ///
 /// 1. A fixed sample of the feature places a bracket around each wanted rank.
 /// 2. One pass counts the values below, inside and between the brackets, so
-///    each wanted rank's exact position is known.
-/// 3. A second pass copies out only the brackets that hold a wanted rank;
-///    selection in those few values gives the answer.
+///    each wanted rank's exact position is known, and copies out the values
+///    inside the brackets (about a quarter of them);
+/// 3. selection among those few values gives the answer.
 ///
 /// When a wanted rank falls outside every bracket (an unlucky sample) the
 /// feature falls back to gathering all its values: slower, equally exact.
@@ -370,11 +376,12 @@ fn quantiles_bracketed<T: Value>(
     let n = block.n_rows();
     let gather = |j: usize| -> Result<Quantiles> {
         let mut g = block.visit(|i| Gather::new(n, i == j), cancel)?;
-        let g = g.get_mut(j - block.cols.start).ok_or_else(|| CoreError::Internal("feature out of block".into()))?;
+        let g = g
+            .get_mut(j - block.cols.start)
+            .ok_or_else(|| CoreError::Internal("feature out of block".into()))?;
         Ok(Quantiles {
-            values: quantiles_of(&mut g.values, probs),
-            n_valid: g.values.len() as u64,
             n_missing: g.missing,
+            ..quantiles_with_counts(&mut g.values, probs)
         })
     };
     if n <= SMALL || probs.is_empty() || probs.len() > MAX_BRACKETS {
@@ -382,15 +389,14 @@ fn quantiles_bracketed<T: Value>(
         return Ok(states
             .into_iter()
             .map(|mut g| Quantiles {
-                values: quantiles_of(&mut g.values, probs),
-                n_valid: g.values.len() as u64,
                 n_missing: g.missing,
+                ..quantiles_with_counts(&mut g.values, probs)
             })
             .collect());
     }
 
     // 1. Brackets from a fixed, evenly spaced sample.
-    let brackets: Vec<(Vec<f64>, Vec<f64>)> = block
+    let brackets: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = block
         .cols
         .clone()
         .map(|j| {
@@ -398,38 +404,86 @@ fn quantiles_bracketed<T: Value>(
                 .map(|k| block.value(((2 * k + 1) * n) / (2 * SAMPLE), j))
                 .filter(|x| !x.is_nan())
                 .collect();
-            sample_brackets(&mut sample, probs)
+            let (lo, hi) = sample_brackets(&mut sample, probs);
+            // Expected values per bracket: its share of the sample, scaled.
+            let expect = lo
+                .iter()
+                .zip(&hi)
+                .map(|(&l, &h)| {
+                    let inside = sample.iter().filter(|&&x| l <= x && x <= h).count();
+                    (inside as f64 / sample.len().max(1) as f64 * n as f64).ceil() as usize
+                })
+                .collect::<Vec<usize>>();
+            (lo, hi, expect)
         })
         .collect();
 
-    // 2. Exact counts per region.
-    let counted = block.visit(
+    // 2. One pass: exact counts per region, and the bracketed values.
+    let collected = block.visit(
         |j| {
-            let (lo, hi) = &brackets[j - block.cols.start];
-            RegionCounts { lo, hi, tally: Tally::new(2 * lo.len() + 1), missing: 0, regions: Vec::with_capacity(n) }
+            let (lo, hi, expect) = &brackets[j - block.cols.start];
+            let mut start = Vec::with_capacity(lo.len());
+            let mut end = Vec::with_capacity(lo.len());
+            let mut size = 0usize;
+            for &e in expect {
+                start.push(size);
+                // Room for the sample's estimate with a wide margin; running
+                // out only costs the fallback.
+                size += e + e / 4 + 1024;
+                end.push(size);
+            }
+            Collect {
+                lo,
+                hi,
+                tally: Tally::new(2 * lo.len() + 1),
+                missing: 0,
+                cursor: start.clone(),
+                start,
+                end,
+                flat: vec![0.0; size],
+                overflow: false,
+            }
         },
         cancel,
     )?;
 
-    let region_counts: Vec<Vec<u64>> = counted.iter().map(|rc| rc.tally.counts()).collect();
-    // Where each wanted rank sits: (region, rank within the region).
-    let mut plans = Vec::with_capacity(counted.len());
-    for (rc, counts) in counted.iter().zip(&region_counts) {
-        let n_valid = n as u64 - rc.missing;
+    // 3. Locate each wanted rank and select it inside its bracket.
+    let mut out = Vec::with_capacity(collected.len());
+    for (k, mut c) in collected.into_iter().enumerate() {
+        let counts = c.tally.counts();
+        let n_valid = n as u64 - c.missing;
+        if n_valid == 0 {
+            out.push(Quantiles {
+                values: Vec::new(),
+                n_le: Vec::new(),
+                n_valid: 0,
+                n_missing: c.missing,
+            });
+            continue;
+        }
+        // The pass must have kept exactly what it counted in each bracket.
+        for (b, (&s0, &s1)) in c.start.iter().zip(&c.cursor).enumerate() {
+            if !c.overflow && (s1 - s0) as u64 != counts[2 * b + 1] {
+                return Err(CoreError::invalid(
+                    "the input changed while it was being read; do not modify arrays during a call",
+                ));
+            }
+        }
         let mut starts = Vec::with_capacity(counts.len());
         let mut acc = 0u64;
-        for &c in counts {
+        for &count in &counts {
             starts.push(acc);
-            acc += c;
+            acc += count;
         }
+        // (bracket, rank within it) of a rank of the sorted valid values.
         let locate = |rank: usize| -> Option<(usize, usize)> {
             let rank = rank as u64;
             let region = starts.partition_point(|&s| s <= rank).checked_sub(1)?;
             (region % 2 == 1 && rank < starts[region] + counts[region])
-                .then(|| (region, (rank - starts[region]) as usize))
+                .then(|| (region / 2, (rank - starts[region]) as usize))
         };
-        let plan: Option<Vec<((usize, usize), (usize, usize), f64)>> = if n_valid == 0 {
-            Some(Vec::new())
+        let plan: Option<Vec<((usize, usize), (usize, usize), f64)>> = if c.overflow {
+            None
         } else {
             probs
                 .iter()
@@ -439,83 +493,41 @@ fn quantiles_bracketed<T: Value>(
                 })
                 .collect()
         };
-        plans.push(plan);
-    }
-
-    // 3. Copy out the wanted brackets and select inside them.
-    let compacted = block.visit(
-        |j| {
-            let k = j - block.cols.start;
-            let n_regions = region_counts[k].len();
-            let mut wanted = vec![false; n_regions];
-            if let Some(plan) = &plans[k] {
-                for &((ra, _), (rb, _), _) in plan {
-                    wanted[ra] = true;
-                    wanted[rb] = true;
-                }
-            }
-            let counts = &region_counts[k];
-            let mut slot_of = vec![0usize; n_regions];
-            let mut cursor = vec![0usize];
-            let mut size = 0usize;
-            for r in 0..n_regions {
-                if wanted[r] {
-                    slot_of[r] = cursor.len();
-                    cursor.push(size);
-                    size += counts[r] as usize;
-                }
-            }
-            Compact { regions: &counted[k].regions, seen: 0, slot_of, cursor, flat: vec![0.0; size] }
-        },
-        cancel,
-    )?;
-
-    let mut out = Vec::with_capacity(counted.len());
-    for (k, (rc, mut comp)) in counted.iter().zip(compacted).enumerate() {
-        let counts = &region_counts[k];
-        let n_valid = n as u64 - rc.missing;
-        let Some(plan) = &plans[k] else {
+        let Some(plan) = plan else {
             out.push(gather(block.cols.start + k)?);
             continue;
         };
-        if n_valid == 0 {
-            out.push(Quantiles { values: Vec::new(), n_valid: 0, n_missing: rc.missing });
-            continue;
-        }
-        // Where each wanted region starts in `flat`, and a check that pass 2
-        // saw exactly what pass 1 counted (the input did not change).
-        let mut region_start = vec![usize::MAX; counts.len()];
-        let mut size = 0usize;
-        for (r, start) in region_start.iter_mut().enumerate() {
-            if comp.slot_of[r] != 0 {
-                let slot = comp.slot_of[r];
-                *start = size;
-                size += counts[r] as usize;
-                if comp.cursor[slot] != size {
-                    return Err(CoreError::invalid(
-                        "the input changed while it was being read; do not modify arrays during a call",
-                    ));
-                }
-            }
-        }
-        let mut value_at = |(region, rank): (usize, usize)| -> f64 {
-            let start = region_start[region];
-            let len = counts[region] as usize;
-            let part = &mut comp.flat[start..start + len];
+        let mut value_at = |(bracket, rank): (usize, usize)| -> f64 {
+            let part = &mut c.flat[c.start[bracket]..c.cursor[bracket]];
             *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
         };
-        let values = plan
+        let values: Vec<f64> = plan
             .iter()
             .map(|&(a, b, t)| {
                 let va = value_at(a);
-                if t == 0.0 && a == b {
+                if a == b {
                     va
                 } else {
                     lerp(va, value_at(b), t)
                 }
             })
             .collect();
-        out.push(Quantiles { values, n_valid, n_missing: rc.missing });
+        // Values <= a quantile: everything before its bracket, plus those in
+        // the bracket that are <= it (both its neighbours share the bracket,
+        // and everything after the bracket is larger).
+        let n_le = plan
+            .iter()
+            .zip(&values)
+            .map(|(&((bracket, _), _, _), &v)| {
+                starts[2 * bracket + 1] + count_le(&c.flat[c.start[bracket]..c.cursor[bracket]], v)
+            })
+            .collect();
+        out.push(Quantiles {
+            values,
+            n_le,
+            n_valid,
+            n_missing: c.missing,
+        });
     }
     Ok(out)
 }
@@ -580,7 +592,11 @@ fn sample_brackets(sample: &mut [f64], probs: &[f64]) -> (Vec<f64>, Vec<f64>) {
 /// Quantiles of every feature, NaN ignored; exact, equal to
 /// `numpy.quantile(x[~isnan(x)], probs)` (see [`lerp`] for the one deviation).
 /// Whole features per task, a few at a time, so memory stays bounded.
-pub fn quantiles<T: Value>(data: &Columns<'_, T>, probs: &[f64], cancel: &Cancel) -> Result<Vec<Quantiles>> {
+pub fn quantiles<T: Value>(
+    data: &Columns<'_, T>,
+    probs: &[f64],
+    cancel: &Cancel,
+) -> Result<Vec<Quantiles>> {
     check_probabilities(probs)?;
     data.map_blocks(|block| quantiles_bracketed(block, probs, cancel))
 }
@@ -779,7 +795,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64 * 100.0).floor() / 7.0
             })
             .collect()
@@ -817,7 +835,16 @@ mod tests {
         let probs: Vec<f64> = (0..=20).map(|i| i as f64 / 20.0).collect();
         let q = column_quantiles(v.clone(), &probs);
         assert_eq!(q.values, sorted_quantiles(&v, &probs));
-        assert_eq!(q.n_missing as usize, v.iter().filter(|x| x.is_nan()).count());
+        let want_le: Vec<u64> = q
+            .values
+            .iter()
+            .map(|&c| v.iter().filter(|&&x| x <= c).count() as u64)
+            .collect();
+        assert_eq!(q.n_le, want_le);
+        assert_eq!(
+            q.n_missing as usize,
+            v.iter().filter(|x| x.is_nan()).count()
+        );
     }
 
     #[test]
@@ -825,11 +852,27 @@ mod tests {
         // Sorted data whose evenly spaced sample sees only one value of a long
         // run: brackets can miss, the fallback must still be exact.
         let n = 200_000;
-        let v: Vec<f64> = (0..n).map(|i| if i % 16384 < 8 { i as f64 } else { (i / 50_000) as f64 }).collect();
+        let v: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 16384 < 8 {
+                    i as f64
+                } else {
+                    (i / 50_000) as f64
+                }
+            })
+            .collect();
         let probs = deciles();
-        assert_eq!(column_quantiles(v.clone(), &probs).values, sorted_quantiles(&v, &probs));
-        let mostly_zero: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { i as f64 } else { 0.0 }).collect();
-        assert_eq!(column_quantiles(mostly_zero.clone(), &probs).values, sorted_quantiles(&mostly_zero, &probs));
+        assert_eq!(
+            column_quantiles(v.clone(), &probs).values,
+            sorted_quantiles(&v, &probs)
+        );
+        let mostly_zero: Vec<f64> = (0..n)
+            .map(|i| if i % 3 == 0 { i as f64 } else { 0.0 })
+            .collect();
+        assert_eq!(
+            column_quantiles(mostly_zero.clone(), &probs).values,
+            sorted_quantiles(&mostly_zero, &probs)
+        );
     }
 
     #[test]
@@ -865,7 +908,16 @@ mod tests {
 
     #[test]
     fn histogram_sides() {
-        let x = Array1::from(vec![0.0, 1.0, 1.5, 2.0, 3.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        let x = Array1::from(vec![
+            0.0,
+            1.0,
+            1.5,
+            2.0,
+            3.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]);
         let data = Columns::chunked(vec![vec![x.view()]]).unwrap();
         let cuts = vec![vec![1.0, 2.0]];
         let right = histograms(&data, &cuts, Closed::Right, &Cancel::new()).unwrap();
@@ -882,7 +934,13 @@ mod tests {
         let data = Columns::chunked(vec![vec![x.view()], vec![x.view()]]).unwrap();
         let many: Vec<f64> = (0..100).map(|i| i as f64 / 7.0).collect();
         let few: Vec<f64> = many.iter().step_by(5).copied().collect();
-        let h = histograms(&data, &[many.clone(), few.clone()], Closed::Right, &Cancel::new()).unwrap();
+        let h = histograms(
+            &data,
+            &[many.clone(), few.clone()],
+            Closed::Right,
+            &Cancel::new(),
+        )
+        .unwrap();
         for (hist, cuts) in h.iter().zip([&many, &few]) {
             let mut want = vec![0u64; cuts.len() + 1];
             for &x in &v {
@@ -898,12 +956,24 @@ mod tests {
         let x = Array2::from_shape_vec((200_000, 3), v).unwrap();
         let data = Columns::Matrix(x.view());
         let probs = deciles();
-        let one = crate::parallel::run_in_pool(1, || quantiles(&data, &probs, &Cancel::new())).unwrap().unwrap();
-        let two = crate::parallel::run_in_pool(2, || quantiles(&data, &probs, &Cancel::new())).unwrap().unwrap();
+        let one = crate::parallel::run_in_pool(1, || quantiles(&data, &probs, &Cancel::new()))
+            .unwrap()
+            .unwrap();
+        let two = crate::parallel::run_in_pool(2, || quantiles(&data, &probs, &Cancel::new()))
+            .unwrap()
+            .unwrap();
         assert_eq!(one, two);
         let cuts: Vec<Vec<f64>> = one.iter().map(|q| q.values[1..10].to_vec()).collect();
-        let h1 = crate::parallel::run_in_pool(1, || histograms(&data, &cuts, Closed::Right, &Cancel::new())).unwrap().unwrap();
-        let h2 = crate::parallel::run_in_pool(2, || histograms(&data, &cuts, Closed::Right, &Cancel::new())).unwrap().unwrap();
+        let h1 = crate::parallel::run_in_pool(1, || {
+            histograms(&data, &cuts, Closed::Right, &Cancel::new())
+        })
+        .unwrap()
+        .unwrap();
+        let h2 = crate::parallel::run_in_pool(2, || {
+            histograms(&data, &cuts, Closed::Right, &Cancel::new())
+        })
+        .unwrap()
+        .unwrap();
         assert_eq!(h1, h2);
         assert_eq!(h1[0].counts.iter().sum::<u64>(), 200_000);
         let f = x.t().to_owned();
@@ -924,6 +994,9 @@ mod tests {
     fn extents_ignore_nan() {
         let x = Array2::from_shape_vec((3, 1), vec![f64::NAN, -2.0, 5.0]).unwrap();
         let e = extents(&Columns::Matrix(x.view()), &Cancel::new()).unwrap();
-        assert_eq!((e[0].min, e[0].max, e[0].n_valid, e[0].n_missing), (-2.0, 5.0, 2, 1));
+        assert_eq!(
+            (e[0].min, e[0].max, e[0].n_valid, e[0].n_missing),
+            (-2.0, 5.0, 2, 1)
+        );
     }
 }

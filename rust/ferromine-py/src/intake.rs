@@ -88,11 +88,18 @@ fn is_float(dt: &DataType) -> bool {
 }
 
 fn is_numeric(dt: &DataType) -> bool {
-    dt.is_integer() || matches!(dt, DataType::Float16 | DataType::Float32 | DataType::Float64)
+    dt.is_integer()
+        || matches!(
+            dt,
+            DataType::Float16 | DataType::Float32 | DataType::Float64
+        )
 }
 
 fn is_stringish(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 /// One chunk of a numeric column as a NumPy array: a view when the chunk is
@@ -100,14 +107,24 @@ fn is_stringish(dt: &DataType) -> bool {
 fn numeric_chunk<'py>(py: Python<'py>, array: &ArrayRef) -> PyResult<Bound<'py, PyAny>> {
     if array.null_count() == 0 {
         match array.data_type() {
-            DataType::Float64 => return numpy_view(py, array.as_primitive::<Float64Type>().values()),
-            DataType::Float32 => return numpy_view(py, array.as_primitive::<Float32Type>().values()),
+            DataType::Float64 => {
+                return numpy_view(py, array.as_primitive::<Float64Type>().values())
+            }
+            DataType::Float32 => {
+                return numpy_view(py, array.as_primitive::<Float32Type>().values())
+            }
             _ => {}
         }
     }
     let cast = arrow_cast_f64(array)?;
     let out: Vec<f64> = (0..cast.len())
-        .map(|i| if cast.is_null(i) { f64::NAN } else { cast.value(i) })
+        .map(|i| {
+            if cast.is_null(i) {
+                f64::NAN
+            } else {
+                cast.value(i)
+            }
+        })
         .collect();
     Ok(out.into_pyarray(py).into_any())
 }
@@ -115,7 +132,9 @@ fn numeric_chunk<'py>(py: Python<'py>, array: &ArrayRef) -> PyResult<Bound<'py, 
 fn arrow_cast_f64(array: &ArrayRef) -> PyResult<arrow_array::Float64Array> {
     macro_rules! widen {
         ($t:ty) => {
-            Ok(array.as_primitive::<$t>().unary_opt::<_, Float64Type>(|v| Some(v as f64)))
+            Ok(array
+                .as_primitive::<$t>()
+                .unary_opt::<_, Float64Type>(|v| Some(v as f64)))
         };
     }
     match array.data_type() {
@@ -132,7 +151,9 @@ fn arrow_cast_f64(array: &ArrayRef) -> PyResult<arrow_array::Float64Array> {
         DataType::UInt16 => widen!(UInt16Type),
         DataType::UInt32 => widen!(UInt32Type),
         DataType::UInt64 => widen!(UInt64Type),
-        other => Err(PyTypeError::new_err(format!("cannot read Arrow type {other} as numbers"))),
+        other => Err(PyTypeError::new_err(format!(
+            "cannot read Arrow type {other} as numbers"
+        ))),
     }
 }
 
@@ -159,7 +180,11 @@ impl Interner {
             ($arr:expr) => {{
                 let a = $arr;
                 for i in 0..a.len() {
-                    codes.push(if a.is_null(i) { -1 } else { self.code(a.value(i)) });
+                    codes.push(if a.is_null(i) {
+                        -1
+                    } else {
+                        self.code(a.value(i))
+                    });
                 }
             }};
         }
@@ -181,20 +206,32 @@ impl Interner {
                     });
                 }
             }
-            other => return Err(PyTypeError::new_err(format!("cannot read Arrow type {other} as categories"))),
+            other => {
+                return Err(PyTypeError::new_err(format!(
+                    "cannot read Arrow type {other} as categories"
+                )))
+            }
         }
         Ok(())
     }
 }
 
 /// One column of an Arrow table, read.
-fn read_column<'py>(py: Python<'py>, name: &str, dt: &DataType, chunks: &[ArrayRef]) -> PyResult<Bound<'py, PyAny>> {
+fn read_column<'py>(
+    py: Python<'py>,
+    name: &str,
+    dt: &DataType,
+    chunks: &[ArrayRef],
+) -> PyResult<Bound<'py, PyAny>> {
     if is_numeric(dt) {
         let list = PyList::empty(py);
         for c in chunks {
             list.append(numeric_chunk(py, c)?)?;
         }
-        let kind = if chunks.iter().all(|c| c.null_count() == 0 && is_float(c.data_type())) {
+        let kind = if chunks
+            .iter()
+            .all(|c| c.null_count() == 0 && is_float(c.data_type()))
+        {
             "float"
         } else {
             "float-converted"
@@ -211,17 +248,21 @@ fn read_column<'py>(py: Python<'py>, name: &str, dt: &DataType, chunks: &[ArrayR
                 }
             }
             let cats = PyList::new(py, [false, true])?;
-            return Ok((name, "bool", (codes.into_pyarray(py), cats)).into_pyobject(py)?.into_any());
+            return Ok((name, "bool", (codes.into_pyarray(py), cats))
+                .into_pyobject(py)?
+                .into_any());
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _) => {
             let mut interner = Interner::default();
             for c in chunks {
-                interner.push_strings(c.as_ref(), &mut codes).map_err(|e| {
-                    PyTypeError::new_err(format!("column '{name}': {e}"))
-                })?;
+                interner
+                    .push_strings(c.as_ref(), &mut codes)
+                    .map_err(|e| PyTypeError::new_err(format!("column '{name}': {e}")))?;
             }
             let cats = PyList::new(py, &interner.names)?;
-            Ok((name, "category", (codes.into_pyarray(py), cats)).into_pyobject(py)?.into_any())
+            Ok((name, "category", (codes.into_pyarray(py), cats))
+                .into_pyobject(py)?
+                .into_any())
         }
         other => Err(PyTypeError::new_err(format!(
             "column '{name}' has Arrow type {other}, which ferromine cannot read; \
@@ -237,14 +278,18 @@ fn read_column<'py>(py: Python<'py>, name: &str, dt: &DataType, chunks: &[ArrayR
 /// "float-converted" (float64 copies, nulls as NaN), "category" or "bool"
 /// (payload: int32 codes with -1 for null, and the category values).
 #[pyfunction]
-pub fn arrow_columns<'py>(py: Python<'py>, data: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+pub fn arrow_columns<'py>(
+    py: Python<'py>,
+    data: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     if let Ok(batches) = data.extract::<AnyRecordBatch>() {
         let reader = batches.into_reader()?;
         let schema = reader.schema();
         let mut per_column: Vec<Vec<ArrayRef>> = vec![Vec::new(); schema.fields().len()];
         for batch in reader {
-            let batch = batch.map_err(|e| PyValueError::new_err(format!("could not read Arrow data: {e}")))?;
+            let batch = batch
+                .map_err(|e| PyValueError::new_err(format!("could not read Arrow data: {e}")))?;
             for (j, col) in batch.columns().iter().enumerate() {
                 per_column[j].push(col.clone());
             }
@@ -254,12 +299,13 @@ pub fn arrow_columns<'py>(py: Python<'py>, data: Bound<'py, PyAny>) -> PyResult<
         }
         return Ok(out);
     }
-    let array = data.extract::<AnyArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
+    let array =
+        data.extract::<AnyArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
             "expected Arrow data (an object with __arrow_c_stream__ or __arrow_c_array__), got {}",
             data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
         ))
-    })?;
+        })?;
     let reader = array.into_reader()?;
     let field = reader.field();
     let chunks: Vec<ArrayRef> = reader
@@ -268,4 +314,3 @@ pub fn arrow_columns<'py>(py: Python<'py>, data: Bound<'py, PyAny>) -> PyResult<
     out.append(read_column(py, field.name(), field.data_type(), &chunks)?)?;
     Ok(out)
 }
-

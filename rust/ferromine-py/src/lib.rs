@@ -41,7 +41,9 @@ fn _reset_pools() {
 /// Panic inside a kernel on purpose, to test the error boundary.
 #[pyfunction]
 fn _panic_in_kernel(py: Python<'_>) -> PyResult<()> {
-    run::run(py, 1, |_| -> Result<(), ferromine_core::CoreError> { panic!("deliberate test panic") })
+    run::run(py, 1, |_| -> Result<(), ferromine_core::CoreError> {
+        panic!("deliberate test panic")
+    })
 }
 
 #[pymodule]

@@ -20,8 +20,9 @@ macro_rules! with_view {
 type Counts<'py> = Bound<'py, PyArray1<u64>>;
 type Floats<'py> = Bound<'py, PyArray1<f64>>;
 
-/// Quantiles of every feature (NaN ignored): `(values, n_valid, n_missing)`,
-/// `values` of shape (n_features, len(probabilities)), NaN rows for features
+/// Quantiles of every feature (NaN ignored): `(values, n_le, n_valid,
+/// n_missing)`; `values` and `n_le` (how many values are <= each quantile)
+/// of shape (n_features, len(probabilities)), NaN/0 rows for features
 /// without a valid value.
 #[pyfunction]
 #[pyo3(signature = (data, probabilities, n_threads=None))]
@@ -30,21 +31,37 @@ pub fn psi_quantiles<'py>(
     data: Numeric<'py>,
     probabilities: Vec<f64>,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Counts<'py>, Counts<'py>)> {
+) -> PyResult<(
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<u64>>,
+    Counts<'py>,
+    Counts<'py>,
+)> {
     let view = data.view()?;
     let probs = &probabilities;
-    let q = run(py, threads(n_threads), |cancel| {
-        with_view!(&view, cols => psi::quantiles(cols, probs, cancel))
-    })?;
+    let q = run(
+        py,
+        threads(n_threads),
+        |cancel| with_view!(&view, cols => psi::quantiles(cols, probs, cancel)),
+    )?;
     let mut values = Array2::from_elem((q.len(), probs.len()), f64::NAN);
-    for (mut row, f) in values.rows_mut().into_iter().zip(&q) {
+    let mut n_le = Array2::<u64>::zeros((q.len(), probs.len()));
+    for ((mut row, mut le), f) in values.rows_mut().into_iter().zip(n_le.rows_mut()).zip(&q) {
         for (dst, &v) in row.iter_mut().zip(&f.values) {
+            *dst = v;
+        }
+        for (dst, &v) in le.iter_mut().zip(&f.n_le) {
             *dst = v;
         }
     }
     let n_valid: Vec<u64> = q.iter().map(|f| f.n_valid).collect();
     let n_missing: Vec<u64> = q.iter().map(|f| f.n_missing).collect();
-    Ok((values.into_pyarray(py), n_valid.into_pyarray(py), n_missing.into_pyarray(py)))
+    Ok((
+        values.into_pyarray(py),
+        n_le.into_pyarray(py),
+        n_valid.into_pyarray(py),
+        n_missing.into_pyarray(py),
+    ))
 }
 
 /// `(min, max, n_valid, n_missing)` per feature, NaN ignored.
@@ -56,7 +73,11 @@ pub fn psi_extents<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<(Floats<'py>, Floats<'py>, Counts<'py>, Counts<'py>)> {
     let view = data.view()?;
-    let e = run(py, threads(n_threads), |cancel| with_view!(&view, cols => psi::extents(cols, cancel)))?;
+    let e = run(
+        py,
+        threads(n_threads),
+        |cancel| with_view!(&view, cols => psi::extents(cols, cancel)),
+    )?;
     let col = |f: &dyn Fn(&psi::Extent) -> f64| e.iter().map(f).collect::<Vec<f64>>();
     let min = col(&|x| x.min);
     let max = col(&|x| x.max);
@@ -84,9 +105,11 @@ pub fn psi_histograms<'py>(
     let view = data.view()?;
     let cuts: Vec<Vec<f64>> = cuts.iter().map(|c| c.as_array().to_vec()).collect();
     let closed = if right { Closed::Right } else { Closed::Left };
-    let h = run(py, threads(n_threads), |cancel| {
-        with_view!(&view, cols => psi::histograms(cols, &cuts, closed, cancel))
-    })?;
+    let h = run(
+        py,
+        threads(n_threads),
+        |cancel| with_view!(&view, cols => psi::histograms(cols, &cuts, closed, cancel)),
+    )?;
     let missing: Vec<u64> = h.iter().map(|x| x.missing).collect();
     let counts = h.into_iter().map(|x| x.counts.into_pyarray(py)).collect();
     Ok((counts, missing.into_pyarray(py)))

@@ -33,8 +33,12 @@ where
         let result = pool.in_place_scope(|scope| {
             let cancel = &cancel;
             scope.spawn(move |_| {
-                let out = catch_unwind(AssertUnwindSafe(|| kernel(cancel)))
-                    .unwrap_or_else(|p| Err(CoreError::Internal(format!("panic: {}", panic_message(&*p)))));
+                let out = catch_unwind(AssertUnwindSafe(|| kernel(cancel))).unwrap_or_else(|p| {
+                    Err(CoreError::Internal(format!(
+                        "panic: {}",
+                        panic_message(&*p)
+                    )))
+                });
                 // The receiver lives until the scope ends; a failed send means
                 // nobody is waiting any more.
                 let _ = tx.send(out);
