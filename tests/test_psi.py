@@ -332,6 +332,25 @@ def test_contributions_sum_to_psi():
         assert list(frame.columns) == ["reference", "current", "contribution"]
 
 
+def test_chunked_arrow_column_and_polars_series():
+    rng = np.random.default_rng(11)
+    ref, cur = rng.standard_normal(30_000), rng.standard_normal(30_000) + 0.2
+    expected = psi(ref, cur)
+    chunked = pa.chunked_array([ref[:10_000], ref[10_000:25_000], ref[25_000:]])
+    assert psi(chunked, pa.chunked_array([cur[:7], cur[7:]])) == expected
+    assert psi(pl.Series("x", ref), pl.Series("x", cur)) == expected
+    assert psi(pd.Series(ref), pd.Series(cur)) == expected
+
+
+def test_reference_proportions():
+    ref = np.array([[0.0], [1.0], [2.0], [3.0], [np.nan]])
+    est = PSIDrift(n_bins=2, missing="bin").fit(ref)
+    np.testing.assert_array_equal(est.reference_counts_[0], [2, 2, 1])
+    np.testing.assert_allclose(est.reference_proportions_[0], [0.4, 0.4, 0.2])
+    dropped = PSIDrift(n_bins=2).fit(ref)
+    np.testing.assert_allclose(dropped.reference_proportions_[0], [0.5, 0.5])
+
+
 def test_series_output_with_names_and_array_without():
     ref = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0)[::-1]})
     out = PSIDrift().fit(ref).psi(ref)

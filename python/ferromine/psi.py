@@ -235,6 +235,9 @@ class PSIDrift(BaseEstimator):
         Per categorical feature the reference categories; None for numeric.
     reference_counts_ : list of ndarray
         Rows of the reference per bin (the missing bin last if ``missing="bin"``).
+    reference_proportions_ : list of ndarray
+        The same as shares of the reference rows that count (all rows with
+        ``missing="bin"``, the non-missing ones otherwise), before ``eps``.
     reference_missing_ : ndarray of int
         Missing values per feature in the reference.
     n_reference_ : int
@@ -404,6 +407,10 @@ class PSIDrift(BaseEstimator):
             )
             self.reference_counts_[j] = self._with_missing(counts[keep], missing)
             self.reference_missing_[j] = missing
+        self.reference_proportions_ = [
+            counts / max(1, self.n_reference_ - (0 if self.missing == "bin" else self.reference_missing_[j]))
+            for j, counts in enumerate(self.reference_counts_)
+        ]
         self.n_features_in_ = d
 
     def _fit_numeric(self, feats: Features) -> None:
