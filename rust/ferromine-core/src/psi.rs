@@ -359,6 +359,10 @@ impl Visitor for Collect<'_> {
     fn merge(&mut self, _: Self) {}
 }
 
+/// How to read one quantile: the (bracket, rank within it) of its two
+/// neighbours in sorted order and the interpolation weight.
+type Step = ((usize, usize), (usize, usize), f64);
+
 /// Quantiles of one feature of a block: exact, by selection inside brackets.
 ///
 /// 1. A fixed sample of the feature places a bracket around each wanted rank.
@@ -488,7 +492,7 @@ fn quantiles_bracketed<T: Value>(
             (region % 2 == 1 && rank < starts[region] + counts[region])
                 .then(|| (region / 2, (rank - starts[region]) as usize))
         };
-        let plan: Option<Vec<((usize, usize), (usize, usize), f64)>> = if c.overflow {
+        let plan: Option<Vec<Step>> = if c.overflow {
             None
         } else {
             probs

@@ -19,6 +19,13 @@ macro_rules! with_view {
 
 type Counts<'py> = Bound<'py, PyArray1<u64>>;
 type Floats<'py> = Bound<'py, PyArray1<f64>>;
+/// (values, n_le, n_valid, n_missing)
+type QuantileResult<'py> = (
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<u64>>,
+    Counts<'py>,
+    Counts<'py>,
+);
 
 /// Quantiles of every feature (NaN ignored): `(values, n_le, n_valid,
 /// n_missing)`; `values` and `n_le` (how many values are <= each quantile)
@@ -31,12 +38,7 @@ pub fn psi_quantiles<'py>(
     data: Numeric<'py>,
     probabilities: Vec<f64>,
     n_threads: Option<usize>,
-) -> PyResult<(
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray2<u64>>,
-    Counts<'py>,
-    Counts<'py>,
-)> {
+) -> PyResult<QuantileResult<'py>> {
     let view = data.view()?;
     let probs = &probabilities;
     let q = run(
