@@ -31,8 +31,9 @@ wheel: $(STAMP_TEST)
 	$(VENV)/bin/maturin build --profile $(PROFILE) --out target/wheels
 	$(PY) -m pip install --quiet --force-reinstall --no-deps target/wheels/ferromine-*.whl
 
+# Same profile as the wheel, so both share one build of the dependencies.
 rust-test:
-	cargo test -p ferromine-core --locked
+	cargo test -p ferromine-core --locked --profile $(PROFILE)
 
 py-test: wheel
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
@@ -46,7 +47,7 @@ bench: $(STAMP_BENCH) wheel
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --release -- -D warnings
+	cargo clippy --workspace --profile $(PROFILE) --all-targets -- -D warnings
 
 clean:
 	rm -rf target $(VENV)
