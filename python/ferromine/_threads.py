@@ -9,6 +9,7 @@ controller registered here.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 
@@ -32,7 +33,10 @@ def _env_threads() -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_count() -> int:
+    # Cached: joblib takes about a millisecond per call (cgroup files,
+    # affinity), which small scoring batches would pay on every call.
     import joblib
 
     return max(1, joblib.cpu_count(only_physical_cores=True))
