@@ -10,7 +10,17 @@ __all__ = [
     "_panic_in_kernel",
     "_reset_pools",
     "get_num_threads",
+    "fp_frozensets",
+    "fp_mine",
+    "fp_rules",
+    "iforest_grow",
+    "iforest_score",
     "arrow_columns",
+    "kmeans_assign",
+    "kmeans_column_stats",
+    "kmeans_lloyd",
+    "kmeans_plusplus",
+    "kmeans_transform",
     "psi_extents",
     "psi_histograms",
     "psi_quantiles",
@@ -46,3 +56,115 @@ def psi_histograms(
     right: bool = True,
     n_threads: int | None = None,
 ) -> tuple[list[npt.NDArray[np.uint64]], npt.NDArray[np.uint64]]: ...
+
+# k-means (ferromine.kmeans)
+_Dense = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+
+def kmeans_lloyd(
+    x: _Dense,
+    sample_weight: npt.NDArray[np.float64] | None,
+    init: _Dense,
+    shift: npt.NDArray[np.float64],
+    max_iter: int,
+    tol: float,
+    n_threads: int | None = None,
+) -> tuple[_Dense, npt.NDArray[np.int32], float, int, bool]: ...
+def kmeans_plusplus(
+    x: _Dense,
+    sample_weight: npt.NDArray[np.float64] | None,
+    n_clusters: int,
+    n_trials: int,
+    shift: npt.NDArray[np.float64],
+    seed: int,
+    stream: int = 0,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.int64]: ...
+def kmeans_assign(
+    x: _Dense,
+    centers: _Dense,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    with_inertia: bool = True,
+    n_threads: int | None = None,
+) -> tuple[npt.NDArray[np.int32], float]: ...
+def kmeans_transform(x: _Dense, centers: _Dense, n_threads: int | None = None) -> _Dense: ...
+def kmeans_column_stats(
+    x: _Dense, n_threads: int | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
+# --- isolation forest (ferromine.iforest) ---
+_Matrix = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+
+def iforest_grow(
+    x: _Matrix,
+    seed: int,
+    first_tree: int,
+    n_trees: int,
+    max_samples: int,
+    max_features: int,
+    bootstrap: bool,
+    max_depth: int,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    n_threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+]: ...
+def iforest_score(
+    x: _Matrix,
+    offsets: npt.NDArray[np.int64],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float64],
+    children_left: npt.NDArray[np.int32],
+    children_right: npt.NDArray[np.int32],
+    missing_go_to_left: npt.NDArray[np.uint8],
+    value: npt.NDArray[np.float64],
+    max_samples: int,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
+
+# --- frequent itemsets (ferromine.fpgrowth) ---
+_Ids = npt.NDArray[np.int32] | npt.NDArray[np.int64] | npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
+
+def fp_mine(
+    indptr: _Ids,
+    indices: _Ids,
+    n_items: int,
+    min_count: int,
+    kind: str = "all",
+    max_len: int | None = None,
+    max_itemsets: int | None = None,
+    count_only: bool = False,
+    n_threads: int | None = None,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], npt.NDArray[np.uint64], int]: ...
+def fp_frozensets(
+    offsets: npt.NDArray[np.uint64], items: npt.NDArray[np.uint32], labels: list[Any] | None = None
+) -> list[frozenset[Any]]: ...
+def fp_rules(
+    offsets: npt.NDArray[np.uint64],
+    items: npt.NDArray[np.uint32],
+    supports: npt.NDArray[np.float64],
+    metric: int,
+    min_threshold: float,
+    support_only: bool = False,
+    max_antecedent_len: int | None = None,
+    max_consequent_len: int | None = None,
+    num_itemsets: float = 1.0,
+    max_rules: int | None = None,
+    count_only: bool = False,
+    n_threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.float64],
+    int,
+]: ...

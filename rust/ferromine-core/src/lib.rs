@@ -7,6 +7,9 @@
 
 pub mod columns;
 pub mod error;
+pub mod fpgrowth;
+pub mod iforest;
+pub mod kmeans;
 pub mod parallel;
 pub mod psi;
 

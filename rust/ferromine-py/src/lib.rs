@@ -10,7 +10,10 @@ use ferromine_core::parallel;
 use pyo3::prelude::*;
 
 mod errors;
+mod fpgrowth;
+mod iforest;
 mod intake;
+mod kmeans;
 mod psi;
 mod run;
 
@@ -53,7 +56,15 @@ mod _core {
     #[pymodule_export]
     use super::{_panic_in_kernel, _reset_pools, get_num_threads};
     #[pymodule_export]
+    use crate::fpgrowth::{fp_frozensets, fp_mine, fp_rules};
+    #[pymodule_export]
+    use crate::iforest::{iforest_grow, iforest_score};
+    #[pymodule_export]
     use crate::intake::arrow_columns;
+    #[pymodule_export]
+    use crate::kmeans::{
+        kmeans_assign, kmeans_column_stats, kmeans_lloyd, kmeans_plusplus, kmeans_transform,
+    };
     #[pymodule_export]
     use crate::psi::{psi_extents, psi_histograms, psi_quantiles};
 

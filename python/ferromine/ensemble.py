@@ -1,0 +1,5 @@
+"""Ensemble methods: :class:`IsolationForest` (scikit-learn compatible)."""
+
+from .iforest import IsolationForest
+
+__all__ = ["IsolationForest"]

@@ -1,0 +1,470 @@
+"""Isolation forest: scikit-learn's ``IsolationForest`` on Rust kernels.
+
+The public name lives in :mod:`ferromine.ensemble`. This module validates
+parameters and data, draws the one seed every tree derives its random stream
+from, and keeps the fitted forest as flat NumPy arrays (scikit-learn's node
+layout, all trees concatenated). The Rust kernels are stateless: growing
+returns the arrays, scoring takes them back.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _core
+from ._threads import resolve_n_jobs
+
+__all__ = ["IsolationForest", "InvalidParameterError"]
+
+_EULER_GAMMA = 0.5772156649015329
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a wrong type or value.
+
+    Subclasses both ``ValueError`` and ``TypeError``, as scikit-learn's own
+    ``InvalidParameterError``, so code catching either keeps working.
+    """
+
+
+def _average_path_length(n):
+    """``c(n)``: average path length of an unsuccessful BST search over ``n`` items."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    two = n == 2
+    big = n > 2
+    out[two] = 1.0
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + _EULER_GAMMA) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_sample_weight(sample_weight, n_samples: int):
+    """1-D, length ``n_samples``, finite, >= 0, not all zero; float64.
+
+    Equal weights everywhere are the same distribution as no weights, and are
+    treated as none (so unit weights give exactly the unweighted forest).
+    """
+    if sample_weight is None:
+        return None
+    if _is_real(sample_weight):
+        sw = np.full(n_samples, float(sample_weight))
+    else:
+        try:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample_weight must be an array of numbers: {exc}") from exc
+        if sw.ndim != 1:
+            raise ValueError(
+                f"Sample weights must be 1D array or scalar, got {sw.ndim}D array. "
+                f"Expected either a scalar value or a 1D array of length {n_samples}."
+            )
+        if sw.shape != (n_samples,):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("Input sample_weight contains NaN or infinity; pass finite weights.")
+    if np.any(sw < 0):
+        raise ValueError("sample_weight contains negative values; weights must be >= 0.")
+    if np.all(sw == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    if np.all(sw == sw[0]):
+        return None
+    return np.ascontiguousarray(sw)
+
+
+class IsolationForest(OutlierMixin, BaseEstimator):
+    """Isolation Forest outlier detection, a drop-in for scikit-learn's.
+
+    Same parameters, sampling and scores as
+    :class:`sklearn.ensemble.IsolationForest`: each tree is grown on
+    ``max_samples`` rows and ``max_features`` features drawn at random, splits
+    a node on a random non-constant feature at a random threshold, and stops
+    at depth ``ceil(log2(max_samples))``. A row's anomaly score is
+    ``s(x) = 2^(-E[h(x)] / c(max_samples))``, with ``h(x)`` the path length
+    (edges to the leaf plus ``c(n)`` of the leaf's ``n`` training rows).
+
+    Differences from scikit-learn: fitting *and* scoring run on ``n_jobs``
+    threads (scikit-learn scores on one thread unless a joblib context says
+    otherwise); X keeps its dtype (float32 or float64, no copy, any memory
+    layout) and scores come back in that dtype; the fitted trees are flat
+    NumPy arrays (``tree_*_`` attributes, :meth:`get_tree`) instead of
+    ``estimators_``, and no training rows are kept. The same
+    ``random_state`` gives the same forest and scores for any ``n_jobs``.
+
+    Parameters
+    ----------
+    n_estimators : int, default=100
+        Number of trees (>= 1).
+    max_samples : "auto", int or float, default="auto"
+        Rows drawn per tree: ``"auto"`` is ``min(256, n_samples)``; an int is
+        used as is (capped at ``n_samples``, with a warning); a float in
+        (0, 1] is a fraction ``int(max_samples * n_samples)``.
+    contamination : "auto" or float, default="auto"
+        Expected share of outliers, in (0, 0.5]. ``"auto"`` puts the
+        threshold at ``offset_ = -0.5`` (the original paper's); a float puts
+        it at that percentile of the training scores.
+    max_features : int or float, default=1.0
+        Features drawn (without replacement) per tree: an int as is, a float
+        in (0, 1] as ``max(1, int(max_features * n_features))``.
+    bootstrap : bool, default=False
+        Draw rows with replacement (only the distinct rows enter a tree).
+    n_jobs : int, default=None
+        Threads for fitting and scoring; ``None`` follows
+        ``FERROMINE_NUM_THREADS``/``OMP_NUM_THREADS``, else all physical
+        cores; ``-1`` all cores.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the forest: one seed is drawn from it per ``fit``, and tree
+        ``i`` uses its own random stream derived from (seed, i).
+    verbose : int, default=0
+        Print a line per ``fit`` when > 0.
+    warm_start : bool, default=False
+        When True, a later ``fit`` keeps the existing trees and adds
+        ``n_estimators - n_trees`` new ones.
+
+    Attributes
+    ----------
+    max_samples_ : int
+        Rows drawn per tree.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    estimators_features_ : list of ndarray of int64
+        Features each tree could use.
+    tree_offsets_ : ndarray of int64, shape (n_trees + 1,)
+        Tree ``t``'s nodes are ``tree_offsets_[t]:tree_offsets_[t + 1]`` of
+        every ``tree_*_`` node array below; child indices are local to the tree.
+    tree_feature_, tree_threshold_ : ndarray (int32, float64)
+        Split feature (column of X) and threshold (``x <= threshold`` goes
+        left); -2 at leaves, as scikit-learn's ``tree_``.
+    tree_children_left_, tree_children_right_ : ndarray of int32
+        Child node indices, -1 at leaves.
+    tree_missing_go_to_left_ : ndarray of uint8
+        Where NaN goes at each split.
+    tree_n_node_samples_ : ndarray of int64
+        Distinct training rows that reached each node.
+    tree_value_ : ndarray of float64
+        Path length of a row ending in the node: ``depth + c(n_node_samples)``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X had string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ferromine.ensemble import IsolationForest
+    >>> X = np.array([[-1.1], [0.3], [0.5], [100.0]])
+    >>> IsolationForest(random_state=0).fit(X).predict([[0.1], [0.0], [90.0]])
+    array([ 1,  1, -1])
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators=100,
+        max_samples="auto",
+        contamination="auto",
+        max_features=1.0,
+        bootstrap=False,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.contamination = contamination
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- parameters -----------------------------------------------------
+
+    def _check_params(self) -> None:
+        def bad(name, allowed):
+            value = getattr(self, name)
+            raise InvalidParameterError(
+                f"The {name!r} parameter of IsolationForest must be {allowed}. Got {value!r} instead."
+            )
+
+        if not _is_int(self.n_estimators) or self.n_estimators < 1:
+            bad("n_estimators", "an int in the range [1, inf)")
+        ms = self.max_samples
+        if isinstance(ms, str):
+            if ms != "auto":
+                bad("max_samples", "a str among {'auto'}, an int in the range [1, inf) or a float in the range (0.0, 1.0]")
+        elif _is_int(ms):
+            if ms < 1:
+                bad("max_samples", "a str among {'auto'}, an int in the range [1, inf) or a float in the range (0.0, 1.0]")
+        elif not (_is_real(ms) and 0.0 < ms <= 1.0):
+            bad("max_samples", "a str among {'auto'}, an int in the range [1, inf) or a float in the range (0.0, 1.0]")
+        c = self.contamination
+        if isinstance(c, str):
+            if c != "auto":
+                bad("contamination", "a str among {'auto'} or a float in the range (0.0, 0.5]")
+        elif not (_is_real(c) and 0.0 < c <= 0.5):
+            bad("contamination", "a str among {'auto'} or a float in the range (0.0, 0.5]")
+        mf = self.max_features
+        if _is_int(mf):
+            pass  # checked against n_features in fit
+        elif not (_is_real(mf) and 0.0 < mf <= 1.0):
+            bad("max_features", "an int or a float in the range (0.0, 1.0]")
+        for name in ("bootstrap", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                bad(name, "an instance of 'bool'")
+        if self.n_jobs is not None and not _is_int(self.n_jobs):
+            bad("n_jobs", "an int or None")
+        if not (_is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))) or self.verbose < 0:
+            bad("verbose", "an int in the range [0, inf) or a bool")
+        rs = self.random_state
+        if not (rs is None or _is_int(rs) or isinstance(rs, np.random.RandomState)):
+            bad("random_state", "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None")
+
+    # -- fitting --------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Grow the forest on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 and float64 arrays are used as they are (no copy); other
+            numbers are converted to float64. NaN is allowed (see the module
+            docs of scikit-learn's random splitter); so are infinities.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Rows are drawn with probability proportional to their weight.
+
+        Returns
+        -------
+        self : IsolationForest
+        """
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "tree_offsets_")
+        X = validate_data(
+            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=True
+        )
+        n_samples, n_features = X.shape
+        sw = _check_sample_weight(sample_weight, n_samples)
+
+        if isinstance(self.max_samples, str):
+            max_samples = min(256, n_samples)
+        elif _is_int(self.max_samples):
+            if self.max_samples > n_samples:
+                warnings.warn(
+                    f"max_samples ({self.max_samples}) is greater than the total number of samples "
+                    f"({n_samples}). max_samples will be set to n_samples for estimation.",
+                    UserWarning,
+                )
+                max_samples = n_samples
+            else:
+                max_samples = int(self.max_samples)
+        else:
+            max_samples = int(self.max_samples * n_samples)
+        if max_samples < 1:
+            raise ValueError(
+                f"max_samples={self.max_samples!r} draws {max_samples} rows from {n_samples} samples; "
+                "pass a larger fraction or an int >= 1"
+            )
+        if sw is not None and not self.bootstrap and np.count_nonzero(sw) < max_samples:
+            raise ValueError(
+                f"only {np.count_nonzero(sw)} rows have a non-zero sample_weight, but max_samples="
+                f"{max_samples} rows must be drawn without replacement; use a smaller max_samples "
+                "or bootstrap=True"
+            )
+
+        if _is_int(self.max_features):
+            max_features = int(self.max_features)
+        else:
+            max_features = int(self.max_features * n_features)
+        if max_features > n_features:
+            raise ValueError(f"max_features must be <= n_features: got {max_features} > {n_features}")
+        max_features = max(1, max_features)
+
+        if warm and self.tree_offsets_[-1] and len(self.estimators_features_):
+            if self._n_features_fit != n_features:
+                raise ValueError(
+                    f"warm_start: X has {n_features} features but the existing trees were grown on "
+                    f"{self._n_features_fit}; set warm_start=False to grow a new forest"
+                )
+        n_existing = len(self.estimators_features_) if warm else 0
+        n_more = self.n_estimators - n_existing
+        if n_more < 0:
+            raise ValueError(
+                f"n_estimators={self.n_estimators} must be larger or equal to "
+                f"len(estimators_)={n_existing} when warm_start==True"
+            )
+        n_threads = resolve_n_jobs(self.n_jobs)
+        max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
+        self.max_samples_ = max_samples
+        self._max_samples = max_samples
+        self._max_features = max_features
+
+        if n_more == 0:
+            warnings.warn("Warm-start fitting without increasing n_estimators does not fit new trees.", UserWarning)
+        else:
+            # One seed per fit; tree i uses the stream (seed, i) whatever the
+            # thread count. With an int random_state a warm start continues
+            # the same streams, so 10 + 10 trees equal 20 trees.
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            grown = _core.iforest_grow(
+                X,
+                seed,
+                n_existing,
+                n_more,
+                max_samples,
+                max_features,
+                bool(self.bootstrap),
+                max_depth,
+                sw,
+                n_threads,
+            )
+            self._store(grown, append=warm)
+            self._n_features_fit = n_features
+            if self.verbose:
+                print(f"IsolationForest: grew {n_more} trees on {n_samples} x {n_features}")
+
+        if self.contamination == "auto":
+            self.offset_ = -0.5
+        else:
+            scores = self._score(X, n_threads)
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        return self
+
+    def _store(self, grown, append: bool) -> None:
+        (offsets, feat_offsets, features, feature, threshold, left, right, nan_left, n_node, value) = grown
+        features_list = [features[a:b] for a, b in zip(feat_offsets[:-1], feat_offsets[1:])]
+        if append:
+            base = self.tree_offsets_[-1]
+            self.tree_offsets_ = np.concatenate([self.tree_offsets_, offsets[1:] + base])
+            self.estimators_features_ = list(self.estimators_features_) + features_list
+            for name, new in (
+                ("tree_feature_", feature),
+                ("tree_threshold_", threshold),
+                ("tree_children_left_", left),
+                ("tree_children_right_", right),
+                ("tree_missing_go_to_left_", nan_left),
+                ("tree_n_node_samples_", n_node),
+                ("tree_value_", value),
+            ):
+                setattr(self, name, np.concatenate([getattr(self, name), new]))
+            return
+        self.tree_offsets_ = offsets
+        self.estimators_features_ = features_list
+        self.tree_feature_ = feature
+        self.tree_threshold_ = threshold
+        self.tree_children_left_ = left
+        self.tree_children_right_ = right
+        self.tree_missing_go_to_left_ = nan_left
+        self.tree_n_node_samples_ = n_node
+        self.tree_value_ = value
+
+    # -- scoring --------------------------------------------------------
+
+    def _score(self, X, n_threads: int) -> np.ndarray:
+        scores = _core.iforest_score(
+            X,
+            self.tree_offsets_,
+            self.tree_feature_,
+            self.tree_threshold_,
+            self.tree_children_left_,
+            self.tree_children_right_,
+            self.tree_missing_go_to_left_,
+            self.tree_value_,
+            self._max_samples,
+            n_threads,
+        )
+        return scores.astype(X.dtype, copy=False)
+
+    def _validate_for_scoring(self, X):
+        check_is_fitted(self)
+        return validate_data(
+            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=False
+        )
+
+    def score_samples(self, X):
+        """Opposite of the anomaly score of the paper: ``-s(x)``, in [-1, 0].
+
+        The lower, the more abnormal. Returned in X's dtype (float32 or
+        float64).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        X = self._validate_for_scoring(X)
+        return self._score(X, resolve_n_jobs(self.n_jobs))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers (``decision_function < 0``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of int, shape (n_samples,)
+        """
+        decision = self.decision_function(X)
+        labels = np.ones(decision.shape[0], dtype=int)
+        labels[decision < 0] = -1
+        return labels
+
+    def get_tree(self, i: int) -> dict:
+        """Tree ``i``'s node arrays (views), keyed as scikit-learn's ``tree_``.
+
+        Keys: ``feature``, ``threshold``, ``children_left``,
+        ``children_right``, ``missing_go_to_left``, ``n_node_samples`` and
+        ``value`` (the path length of a row ending in the node).
+        """
+        check_is_fitted(self)
+        n_trees = len(self.tree_offsets_) - 1
+        if not _is_int(i) or not -n_trees <= i < n_trees:
+            raise IndexError(f"tree index {i!r} out of range for a forest of {n_trees} trees")
+        a, b = self.tree_offsets_[i % n_trees], self.tree_offsets_[i % n_trees + 1]
+        return {
+            "feature": self.tree_feature_[a:b],
+            "threshold": self.tree_threshold_[a:b],
+            "children_left": self.tree_children_left_[a:b],
+            "children_right": self.tree_children_right_[a:b],
+            "missing_go_to_left": self.tree_missing_go_to_left_[a:b],
+            "n_node_samples": self.tree_n_node_samples_[a:b],
+            "value": self.tree_value_[a:b],
+        }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags

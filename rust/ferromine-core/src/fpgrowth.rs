@@ -1,0 +1,1228 @@
+//! Frequent itemsets (FP-Growth) and association rules.
+//!
+//! Pipeline: count items, recode the frequent ones by descending support
+//! (rank 0 = most frequent; infrequent items dropped), sort the recoded
+//! transactions so identical ones and shared prefixes are adjacent, and build
+//! an FP-tree in flat arrays by prefix sharing (no child lookups). Mining walks
+//! the tree per item, from the least frequent up: the item's prefix paths form
+//! its conditional database, whose items with the same support as the prefix
+//! are *perfect extensions* (they occur in every transaction of it). Those are
+//! taken out of the recursion and combined afterwards, which also covers the
+//! single-path case. Each recursion node is the equivalence class
+//! `core ∪ S, S ⊆ perfect extensions`, all with one support:
+//! - all itemsets: every `S` (bounded by `max_len`);
+//! - closed: only `core ∪ all extensions` can be closed; it is, unless another
+//!   node of the same support holds a strict superset (checked at the end over
+//!   these candidates only, never over all frequent itemsets);
+//! - maximal: only nodes without further frequent items can be maximal; they
+//!   are, unless a strict superset was found too.
+//!
+//! The top-level items are mined in parallel, each into its own buffer; the
+//! buffers are concatenated in item order, so the output order does not depend
+//! on the thread count. Supports are exact integer counts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::error::{CoreError, Result};
+use crate::parallel::Cancel;
+
+/// An index array element (CSR `indptr`/`indices`, list offsets, item ids).
+pub trait Index: Copy + Send + Sync {
+    fn to_usize(self) -> Option<usize>;
+}
+
+macro_rules! impl_index {
+    ($($t:ty),*) => {$(
+        impl Index for $t {
+            #[inline]
+            fn to_usize(self) -> Option<usize> {
+                usize::try_from(self).ok()
+            }
+        }
+    )*};
+}
+impl_index!(i32, i64, u32, u64, usize);
+
+/// Which itemsets to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    All,
+    Closed,
+    Maximal,
+}
+
+/// Mining parameters. `max_len = None`: no length limit. `max_itemsets`: the
+/// guard against results that would exhaust memory (counted while mining).
+#[derive(Debug, Clone, Copy)]
+pub struct MineParams {
+    pub min_count: u64,
+    pub max_len: Option<usize>,
+    pub kind: Kind,
+    pub max_itemsets: Option<u64>,
+    pub count_only: bool,
+}
+
+/// Itemsets as a list column: itemset `k` has items
+/// `items[offsets[k]..offsets[k + 1]]` (input column ids, ascending) and
+/// occurs in `counts[k]` transactions. With `count_only` only `n_itemsets`
+/// is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Itemsets {
+    pub offsets: Vec<u64>,
+    pub items: Vec<u32>,
+    pub counts: Vec<u64>,
+    pub n_itemsets: u64,
+}
+
+impl Itemsets {
+    fn new() -> Self {
+        Itemsets {
+            offsets: vec![0],
+            ..Default::default()
+        }
+    }
+    fn push(&mut self, items: &[u32], count: u64) {
+        self.items.extend_from_slice(items);
+        self.offsets.push(self.items.len() as u64);
+        self.counts.push(count);
+        self.n_itemsets += 1;
+    }
+    fn len(&self) -> usize {
+        self.counts.len()
+    }
+    fn get(&self, k: usize) -> &[u32] {
+        &self.items[self.offsets[k] as usize..self.offsets[k + 1] as usize]
+    }
+    fn append(&mut self, other: Itemsets) {
+        let base = self.items.len() as u64;
+        self.items.extend_from_slice(&other.items);
+        self.offsets
+            .extend(other.offsets.iter().skip(1).map(|o| o + base));
+        self.counts.extend_from_slice(&other.counts);
+        self.n_itemsets += other.n_itemsets;
+    }
+}
+
+/// The smallest count `c` with `c / n >= min_support` in f64: one threshold
+/// rule for every itemset size (mlxtend mixes this with `ceil(min_support * n)`).
+pub fn min_count_for(min_support: f64, n: u64) -> Result<u64> {
+    if !(min_support > 0.0 && min_support <= 1.0) {
+        return Err(CoreError::invalid(format!(
+            "min_support must be a fraction in (0, 1] or an int count >= 1, got {min_support}"
+        )));
+    }
+    let nf = n as f64;
+    let mut c = (min_support * nf).ceil().min(nf) as u64;
+    // ceil(min_support * n) is off by one when the product rounds; fix it
+    // against the defining test itself.
+    while c > 0 && ((c - 1) as f64) / nf >= min_support {
+        c -= 1;
+    }
+    while c < n && (c as f64) / nf < min_support {
+        c += 1;
+    }
+    Ok(c.max(1))
+}
+
+/// Checks a CSR structure and returns the number of transactions.
+fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) -> Result<usize> {
+    if indptr.is_empty() {
+        return Err(CoreError::invalid(
+            "indptr must have n_transactions + 1 entries, got an empty array",
+        ));
+    }
+    let mut prev = 0usize;
+    for (k, &o) in indptr.iter().enumerate() {
+        let o = o
+            .to_usize()
+            .ok_or_else(|| CoreError::invalid(format!("indptr[{k}] is negative or too large")))?;
+        if (k == 0 && o != 0) || o < prev {
+            return Err(CoreError::invalid(
+                "indptr must start at 0 and never decrease (a CSR row-pointer array)",
+            ));
+        }
+        prev = o;
+    }
+    if prev > indices.len() {
+        return Err(CoreError::invalid(format!(
+            "indptr ends at {prev} but there are only {} indices",
+            indices.len()
+        )));
+    }
+    for &i in &indices[..prev] {
+        match i.to_usize() {
+            Some(v) if v < n_items => {}
+            _ => {
+                return Err(CoreError::invalid(format!(
+                    "item ids must be in [0, {n_items}); found one outside"
+                )))
+            }
+        }
+    }
+    Ok(indptr.len() - 1)
+}
+
+/// Support count of every item (an item listed twice in one transaction
+/// counts once).
+pub fn item_counts<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    cancel: &Cancel,
+) -> Result<Vec<u64>> {
+    let n = check_csr(indptr, indices, n_items)?;
+    let mut counts = vec![0u64; n_items];
+    let mut stamp = vec![u32::MAX; n_items];
+    for t in 0..n {
+        if t % 65536 == 0 {
+            cancel.check()?;
+        }
+        let (a, b) = row_bounds(indptr, t);
+        for &i in &indices[a..b] {
+            let i = i.to_usize().unwrap_or(0);
+            if stamp[i] != t as u32 {
+                stamp[i] = t as u32;
+                counts[i] += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+#[inline]
+fn row_bounds<O: Index>(indptr: &[O], t: usize) -> (usize, usize) {
+    (
+        indptr[t].to_usize().unwrap_or(0),
+        indptr[t + 1].to_usize().unwrap_or(0),
+    )
+}
+
+/// Weighted paths over local item ids, each strictly ascending.
+#[derive(Default)]
+struct Paths {
+    off: Vec<usize>,
+    items: Vec<u32>,
+    w: Vec<u64>,
+}
+
+impl Paths {
+    fn new() -> Self {
+        Paths {
+            off: vec![0],
+            ..Default::default()
+        }
+    }
+    fn push_end(&mut self, w: u64) {
+        if self.items.len() > *self.off.last().unwrap_or(&0) {
+            self.off.push(self.items.len());
+            self.w.push(w);
+        }
+    }
+    fn get(&self, k: usize) -> &[u32] {
+        &self.items[self.off[k]..self.off[k + 1]]
+    }
+    fn len(&self) -> usize {
+        self.w.len()
+    }
+    /// Path ids in lexicographic order (stable, so deterministic).
+    fn sorted_order(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_by(|&a, &b| self.get(a as usize).cmp(self.get(b as usize)));
+        order
+    }
+}
+
+/// An FP-tree in flat arrays. Node 0 is the root. `support[i]` is the total
+/// count of local item `i`; `head` lists each item's nodes (CSR by item).
+struct Tree {
+    item: Vec<u32>,
+    count: Vec<u64>,
+    parent: Vec<u32>,
+    support: Vec<u64>,
+    head_off: Vec<u32>,
+    head: Vec<u32>,
+}
+
+impl Tree {
+    /// Builds the trie of `paths` visited in lexicographic `order`: a path
+    /// shares the nodes of its common prefix with the previous path.
+    fn build(paths: &Paths, order: &[u32], n_items: usize) -> Tree {
+        let mut item = vec![u32::MAX];
+        let mut count = vec![0u64];
+        let mut parent = vec![0u32];
+        let mut support = vec![0u64; n_items];
+        let mut stack: Vec<u32> = Vec::new();
+        let mut prev: &[u32] = &[];
+        for &p in order {
+            let path = paths.get(p as usize);
+            let w = paths.w[p as usize];
+            let common = path.iter().zip(prev).take_while(|(a, b)| a == b).count();
+            stack.truncate(common);
+            for &node in &stack {
+                count[node as usize] += w;
+            }
+            for &it in &path[common..] {
+                let node = item.len() as u32;
+                let par = stack.last().copied().unwrap_or(0);
+                item.push(it);
+                count.push(w);
+                parent.push(par);
+                stack.push(node);
+            }
+            for &it in path {
+                support[it as usize] += w;
+            }
+            prev = path;
+        }
+        // Nodes by item, by counting sort.
+        let mut head_off = vec![0u32; n_items + 1];
+        for &it in &item[1..] {
+            head_off[it as usize + 1] += 1;
+        }
+        for i in 0..n_items {
+            head_off[i + 1] += head_off[i];
+        }
+        let mut fill = head_off.clone();
+        let mut head = vec![0u32; item.len() - 1];
+        for (node, &it) in item.iter().enumerate().skip(1) {
+            head[fill[it as usize] as usize] = node as u32;
+            fill[it as usize] += 1;
+        }
+        Tree {
+            item,
+            count,
+            parent,
+            support,
+            head_off,
+            head,
+        }
+    }
+
+    /// One chain root -> item 0 -> item 1 -> ... (node k + 1 holds item k).
+    fn is_single_path(&self) -> bool {
+        self.item.len() == self.support.len() + 1
+            && (1..self.item.len())
+                .all(|v| self.parent[v] as usize == v - 1 && self.item[v] as usize == v - 1)
+    }
+
+    fn nodes_of(&self, i: usize) -> &[u32] {
+        &self.head[self.head_off[i] as usize..self.head_off[i + 1] as usize]
+    }
+}
+
+/// The recoded, merged database: items by rank (0 = most frequent).
+struct Prepared {
+    n_transactions: u64,
+    /// Input column id of each rank.
+    item_of_rank: Vec<u32>,
+    /// Items in every transaction (perfect extensions of the empty set).
+    root_pe: Vec<u32>,
+    tree: Tree,
+}
+
+fn prepare<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    min_count: u64,
+    cancel: &Cancel,
+) -> Result<Prepared> {
+    let counts = item_counts(indptr, indices, n_items, cancel)?;
+    let n = indptr.len() - 1;
+    let mut frequent: Vec<u32> = (0..n_items as u32)
+        .filter(|&i| counts[i as usize] >= min_count)
+        .collect();
+    // Descending support, ties by column id: a fixed order.
+    frequent.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    let root_pe: Vec<u32> = frequent
+        .iter()
+        .copied()
+        .filter(|&i| counts[i as usize] == n as u64)
+        .collect();
+    let item_of_rank: Vec<u32> = frequent
+        .iter()
+        .copied()
+        .filter(|&i| counts[i as usize] != n as u64)
+        .collect();
+    let mut rank = vec![u32::MAX; n_items];
+    for (r, &i) in item_of_rank.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    let mut paths = Paths::new();
+    let mut stamp = vec![u32::MAX; item_of_rank.len()];
+    for t in 0..n {
+        if t % 65536 == 0 {
+            cancel.check()?;
+        }
+        let (a, b) = row_bounds(indptr, t);
+        let start = paths.items.len();
+        for &i in &indices[a..b] {
+            let r = rank[i.to_usize().unwrap_or(0)];
+            if r != u32::MAX && stamp[r as usize] != t as u32 {
+                stamp[r as usize] = t as u32;
+                paths.items.push(r);
+            }
+        }
+        paths.items[start..].sort_unstable();
+        paths.push_end(1);
+    }
+    cancel.check()?;
+    let mut order: Vec<u32> = (0..paths.len() as u32).collect();
+    order.par_sort_by(|&a, &b| paths.get(a as usize).cmp(paths.get(b as usize)));
+    let tree = Tree::build(&paths, &order, item_of_rank.len());
+    Ok(Prepared {
+        n_transactions: n as u64,
+        item_of_rank,
+        root_pe,
+        tree,
+    })
+}
+
+/// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
+/// and nonempty, saturating.
+fn class_size(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
+    if core_len > max_len {
+        return 0;
+    }
+    let kmax = n_pe.min(max_len - core_len);
+    let mut total: u128 = 0;
+    let mut binom: u128 = 1; // C(n_pe, k)
+    for k in 0..=kmax {
+        if k > 0 {
+            binom = binom * (n_pe - k + 1) as u128 / k as u128;
+        }
+        if core_len + k > 0 {
+            total = total.saturating_add(binom);
+        }
+        if total > u64::MAX as u128 {
+            return u64::MAX;
+        }
+    }
+    total as u64
+}
+
+struct Miner<'a> {
+    p: MineParams,
+    max_len: usize,
+    item_of_rank: &'a [u32],
+    emitted: &'a AtomicU64,
+    cancel: &'a Cancel,
+}
+
+/// Per-recursion scratch (the growing itemset and its perfect extensions,
+/// both as input column ids).
+struct Scratch {
+    core: Vec<u32>,
+    pe: Vec<u32>,
+    buf: Vec<u32>,
+}
+
+impl Miner<'_> {
+    fn count(&self, n: u64) -> Result<()> {
+        let before = self.emitted.fetch_add(n, Ordering::Relaxed);
+        if let Some(limit) = self.p.max_itemsets {
+            if before.saturating_add(n) > limit {
+                return Err(CoreError::invalid(format!(
+                    "the result would exceed max_itemsets={limit} itemsets ({} so far); raise \
+                     min_support, set max_len, use fpclosed/fpmax (kind='closed'/'maximal'), \
+                     output='count', or raise max_itemsets",
+                    before.saturating_add(n)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports the class of one recursion node: `core ∪ S` for `S ⊆ pe`.
+    fn emit(&self, s: &mut Scratch, support: u64, leaf: bool, out: &mut Itemsets) -> Result<()> {
+        match self.p.kind {
+            Kind::All => {
+                let n = class_size(s.core.len(), s.pe.len(), self.max_len);
+                if n == 0 {
+                    return Ok(());
+                }
+                self.count(n)?;
+                if self.p.count_only {
+                    out.n_itemsets += n;
+                    return Ok(());
+                }
+                let room = self.max_len.saturating_sub(s.core.len()).min(s.pe.len());
+                s.buf.clear();
+                s.buf.extend_from_slice(&s.core);
+                subsets(&s.pe, 0, room, &mut s.buf, support, out);
+            }
+            Kind::Closed | Kind::Maximal => {
+                if self.p.kind == Kind::Maximal && !leaf {
+                    return Ok(());
+                }
+                if s.core.is_empty() && s.pe.is_empty() {
+                    return Ok(());
+                }
+                self.count(1)?;
+                s.buf.clear();
+                s.buf.extend_from_slice(&s.core);
+                s.buf.extend_from_slice(&s.pe);
+                s.buf.sort_unstable();
+                out.push(&s.buf, support);
+            }
+        }
+        Ok(())
+    }
+
+    /// Mines item `j` of `tree` (local ids; `global[i]` = input column id of
+    /// local item `i`) with `s.core`/`s.pe` as the current prefix.
+    fn mine_item(
+        &self,
+        tree: &Tree,
+        global: &[u32],
+        j: usize,
+        s: &mut Scratch,
+        out: &mut Itemsets,
+    ) -> Result<()> {
+        self.cancel.check()?;
+        let sup = tree.support[j];
+        // Conditional supports of the items above j (only smaller ids).
+        let mut cnt = vec![0u64; j];
+        for &v in tree.nodes_of(j) {
+            let w = tree.count[v as usize];
+            let mut u = tree.parent[v as usize];
+            while u != 0 {
+                cnt[tree.item[u as usize] as usize] += w;
+                u = tree.parent[u as usize];
+            }
+        }
+        let core_len = s.core.len();
+        let pe_len = s.pe.len();
+        s.core.push(global[j]);
+        let mut local = vec![u32::MAX; j];
+        let mut next_global = Vec::new();
+        for i in 0..j {
+            if cnt[i] == sup {
+                s.pe.push(global[i]);
+            } else if cnt[i] >= self.p.min_count {
+                local[i] = next_global.len() as u32;
+                next_global.push(global[i]);
+            }
+        }
+        let leaf = next_global.is_empty();
+        let result = self.emit(s, sup, leaf, out).and_then(|()| {
+            let recurse = !leaf && (self.p.kind != Kind::All || s.core.len() < self.max_len);
+            if !recurse {
+                return Ok(());
+            }
+            let mut paths = Paths::new();
+            for &v in tree.nodes_of(j) {
+                let start = paths.items.len();
+                let mut u = tree.parent[v as usize];
+                while u != 0 {
+                    let l = local[tree.item[u as usize] as usize];
+                    if l != u32::MAX {
+                        paths.items.push(l);
+                    }
+                    u = tree.parent[u as usize];
+                }
+                paths.items[start..].reverse();
+                paths.push_end(tree.count[v as usize]);
+            }
+            let order = paths.sorted_order();
+            let cond = Tree::build(&paths, &order, next_global.len());
+            drop(paths);
+            if cond.is_single_path() {
+                // Every item above a path node is a perfect extension of it:
+                // each node is one class, no further trees needed.
+                for k in (0..next_global.len()).rev() {
+                    self.cancel.check()?;
+                    let (c, p) = (s.core.len(), s.pe.len());
+                    s.core.push(next_global[k]);
+                    s.pe.extend_from_slice(&next_global[..k]);
+                    let r = self.emit(s, cond.count[k + 1], true, out);
+                    s.core.truncate(c);
+                    s.pe.truncate(p);
+                    r?;
+                }
+                return Ok(());
+            }
+            for k in (0..next_global.len()).rev() {
+                self.mine_item(&cond, &next_global, k, s, out)?;
+            }
+            Ok(())
+        });
+        s.core.truncate(core_len);
+        s.pe.truncate(pe_len);
+        result
+    }
+}
+
+/// Appends `buf ∪ S` for every `S ⊆ pe[from..]` with `|S| <= room`
+/// (`buf` nonempty or `S` nonempty), items sorted.
+fn subsets(
+    pe: &[u32],
+    from: usize,
+    room: usize,
+    buf: &mut Vec<u32>,
+    support: u64,
+    out: &mut Itemsets,
+) {
+    if !buf.is_empty() {
+        let start = out.items.len();
+        out.items.extend_from_slice(buf);
+        out.items[start..].sort_unstable();
+        out.offsets.push(out.items.len() as u64);
+        out.counts.push(support);
+        out.n_itemsets += 1;
+    }
+    if room == 0 {
+        return;
+    }
+    for k in from..pe.len() {
+        buf.push(pe[k]);
+        subsets(pe, k + 1, room - 1, buf, support, out);
+        buf.pop();
+    }
+}
+
+/// Keeps the sets that are not a strict subset of another set of the same
+/// group. Sets are sorted item lists; `group[k]` its group key. Returns one
+/// flag per set.
+fn not_subsumed(sets: &Itemsets, group: Option<&[u64]>, cancel: &Cancel) -> Result<Vec<bool>> {
+    let n = sets.len();
+    let key = |k: usize| group.map_or(0, |g| g[k]);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    // By group, longest first: a strict superset is always seen before.
+    order.par_sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        key(a)
+            .cmp(&key(b))
+            .then(sets.get(b).len().cmp(&sets.get(a).len()))
+            .then(a.cmp(&b))
+    });
+    let mut groups: Vec<&[u32]> = Vec::new();
+    let mut start = 0;
+    for k in 1..=n {
+        if k == n || key(order[k] as usize) != key(order[start] as usize) {
+            groups.push(&order[start..k]);
+            start = k;
+        }
+    }
+    let kept: Vec<Vec<u32>> = groups
+        .par_iter()
+        .map(|g| -> Result<Vec<u32>> {
+            cancel.check()?;
+            let mut postings: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+            let mut sig: Vec<u64> = Vec::new();
+            let mut accepted: Vec<u32> = Vec::new();
+            for (step, &c) in g.iter().enumerate() {
+                if step % 4096 == 4095 {
+                    cancel.check()?;
+                }
+                let items = sets.get(c as usize);
+                let csig = signature(items);
+                let shortest = items
+                    .iter()
+                    .map(|i| postings.get(i).map_or(&[][..], |v| &v[..]))
+                    .min_by_key(|v| v.len())
+                    .unwrap_or(&[]);
+                let covered = shortest.iter().any(|&a| {
+                    csig & !sig[a as usize] == 0
+                        && is_subset(items, sets.get(accepted[a as usize] as usize))
+                });
+                if !covered {
+                    let id = accepted.len() as u32;
+                    accepted.push(c);
+                    sig.push(csig);
+                    for &i in items {
+                        postings.entry(i).or_default().push(id);
+                    }
+                }
+            }
+            Ok(accepted)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut keep = vec![false; n];
+    for g in kept {
+        for c in g {
+            keep[c as usize] = true;
+        }
+    }
+    Ok(keep)
+}
+
+#[inline]
+fn signature(items: &[u32]) -> u64 {
+    items.iter().fold(0u64, |s, &i| s | 1u64 << (i % 64))
+}
+
+/// `a ⊆ b` for sorted slices.
+fn is_subset(a: &[u32], b: &[u32]) -> bool {
+    if a.len() > b.len() {
+        return false;
+    }
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j == b.len() || b[j] != x {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// Mines frequent (all, closed or maximal) itemsets of the transactions given
+/// in CSR form: transaction `t` holds the items `indices[indptr[t]..indptr[t+1]]`
+/// (ids in `[0, n_items)`; duplicates count once). Returns the itemsets and
+/// the number of transactions. Call inside a pool; the output order depends
+/// on the data only.
+pub fn mine<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    params: MineParams,
+    cancel: &Cancel,
+) -> Result<Itemsets> {
+    if params.min_count == 0 {
+        return Err(CoreError::invalid("min_count must be >= 1"));
+    }
+    if params.max_len == Some(0) {
+        return Err(CoreError::invalid("max_len must be None or >= 1"));
+    }
+    if n_items > u32::MAX as usize - 1 {
+        return Err(CoreError::invalid("too many items (more than 2^32 - 2)"));
+    }
+    let prep = prepare(indptr, indices, n_items, params.min_count, cancel)?;
+    let emitted = AtomicU64::new(0);
+    let miner = Miner {
+        p: params,
+        // Closed/maximal mine without the length limit and filter at the end:
+        // a long itemset can make a short one non-closed or non-maximal.
+        max_len: match params.kind {
+            Kind::All => params.max_len.unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        },
+        item_of_rank: &prep.item_of_rank,
+        emitted: &emitted,
+        cancel,
+    };
+    let tree = &prep.tree;
+    let n_top = prep.item_of_rank.len();
+    let mut out = Itemsets::new();
+    if prep.n_transactions > 0 {
+        // The class of the empty prefix: subsets of the items in every transaction.
+        let mut s = Scratch {
+            core: Vec::new(),
+            pe: prep.root_pe.clone(),
+            buf: Vec::new(),
+        };
+        miner.emit(&mut s, prep.n_transactions, n_top == 0, &mut out)?;
+    }
+    let parts: Vec<Itemsets> = (0..n_top)
+        .into_par_iter()
+        .rev()
+        .map(|j| -> Result<Itemsets> {
+            let mut s = Scratch {
+                core: Vec::new(),
+                pe: prep.root_pe.clone(),
+                buf: Vec::new(),
+            };
+            let mut part = Itemsets::new();
+            miner.mine_item(tree, miner.item_of_rank, j, &mut s, &mut part)?;
+            Ok(part)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for part in parts {
+        out.append(part);
+    }
+    if params.kind == Kind::All {
+        return Ok(out);
+    }
+    let keep = match params.kind {
+        Kind::Closed => not_subsumed(&out, Some(&out.counts), cancel)?,
+        _ => not_subsumed(&out, None, cancel)?,
+    };
+    let max_len = params.max_len.unwrap_or(usize::MAX);
+    let mut kept = Itemsets::new();
+    for (k, &keep) in keep.iter().enumerate() {
+        let items = out.get(k);
+        if keep && items.len() <= max_len {
+            if params.count_only {
+                kept.n_itemsets += 1;
+            } else {
+                kept.push(items, out.counts[k]);
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// The metrics of mlxtend's `association_rules`, in its column order.
+pub const METRICS: [&str; 12] = [
+    "antecedent support",
+    "consequent support",
+    "support",
+    "confidence",
+    "lift",
+    "representativity",
+    "leverage",
+    "conviction",
+    "zhangs_metric",
+    "jaccard",
+    "certainty",
+    "kulczynski",
+];
+
+/// All 12 metrics of a rule from the supports of the antecedent, the
+/// consequent and their union, with mlxtend's formulas operation for
+/// operation (`n` is its `num_itemsets`, which cancels out).
+#[allow(clippy::eq_op)] // representativity is n / n in mlxtend (NaN for n = 0)
+pub fn rule_metrics(s_ac: f64, s_a: f64, s_c: f64, n: f64) -> [f64; 12] {
+    let conf = (s_ac * n) / (s_a * n);
+    let leverage = s_ac - s_a * s_c;
+    let conviction = if conf < 1.0 {
+        (1.0 - s_c) / (1.0 - conf)
+    } else {
+        f64::INFINITY
+    };
+    let denom = f64::max(s_ac * (1.0 - s_a), s_a * (s_c - s_ac));
+    let zhang = if denom == 0.0 { 0.0 } else { leverage / denom };
+    let jaccard = s_ac / (s_a + s_c - s_ac);
+    let certainty = if 1.0 - s_c == 0.0 {
+        0.0
+    } else {
+        (conf - s_c) / (1.0 - s_c)
+    };
+    let kulc = ((s_ac * n) / (s_a * n) + (s_ac * n) / (s_c * n)) / 2.0;
+    [
+        s_a,
+        s_c,
+        s_ac,
+        conf,
+        conf / s_c,
+        n / n,
+        leverage,
+        conviction,
+        zhang,
+        jaccard,
+        certainty,
+        kulc,
+    ]
+}
+
+/// Parameters of [`association_rules`]. `metric` indexes [`METRICS`].
+#[derive(Debug, Clone, Copy)]
+pub struct RuleParams {
+    pub metric: usize,
+    pub min_threshold: f64,
+    pub support_only: bool,
+    pub max_antecedent_len: Option<usize>,
+    pub max_consequent_len: Option<usize>,
+    pub num_itemsets: f64,
+    pub max_rules: Option<u64>,
+    pub count_only: bool,
+}
+
+/// Rules as two list columns plus one column per metric (`metrics[m][r]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub ant_offsets: Vec<u64>,
+    pub ant_items: Vec<u32>,
+    pub con_offsets: Vec<u64>,
+    pub con_items: Vec<u32>,
+    pub metrics: Vec<Vec<f64>>,
+    pub n_rules: u64,
+}
+
+impl Rules {
+    fn new() -> Self {
+        Rules {
+            ant_offsets: vec![0],
+            con_offsets: vec![0],
+            metrics: vec![Vec::new(); 12],
+            ..Default::default()
+        }
+    }
+    fn append(&mut self, o: Rules) {
+        let (a, c) = (self.ant_items.len() as u64, self.con_items.len() as u64);
+        self.ant_items.extend_from_slice(&o.ant_items);
+        self.con_items.extend_from_slice(&o.con_items);
+        self.ant_offsets
+            .extend(o.ant_offsets.iter().skip(1).map(|x| x + a));
+        self.con_offsets
+            .extend(o.con_offsets.iter().skip(1).map(|x| x + c));
+        for (m, v) in self.metrics.iter_mut().zip(o.metrics) {
+            m.extend(v);
+        }
+        self.n_rules += o.n_rules;
+    }
+}
+
+/// Why rules could not be generated: an antecedent or consequent whose
+/// support is not in the input (e.g. maximal itemsets); carries its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingSupport(pub Vec<u32>);
+
+/// Association rules from itemsets (list column `offsets`/`items` of item ids,
+/// any order within an itemset) and their supports, with mlxtend's semantics:
+/// every split of every itemset of size >= 2 into antecedent and consequent,
+/// kept when `metric >= min_threshold`. With `support_only` the other
+/// metrics are NaN and no look-up is needed. Output order: by itemset, then
+/// antecedent size descending, then combinations in lexicographic order.
+pub fn association_rules(
+    offsets: &[u64],
+    items: &[u32],
+    supports: &[f64],
+    p: RuleParams,
+    cancel: &Cancel,
+) -> Result<std::result::Result<Rules, MissingSupport>> {
+    let n = supports.len();
+    if offsets.len() != n + 1 || offsets[0] != 0 {
+        return Err(CoreError::invalid(
+            "offsets must have len(supports) + 1 entries starting at 0",
+        ));
+    }
+    if offsets.windows(2).any(|w| w[1] < w[0]) || offsets[n] as usize > items.len() {
+        return Err(CoreError::invalid(
+            "offsets must be non-decreasing and within the items",
+        ));
+    }
+    if p.metric >= METRICS.len() {
+        return Err(CoreError::invalid("unknown metric"));
+    }
+    let sorted: Vec<Box<[u32]>> = (0..n)
+        .map(|k| {
+            let mut v = items[offsets[k] as usize..offsets[k + 1] as usize].to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v.into_boxed_slice()
+        })
+        .collect();
+    // Like a Python dict built from the rows: the last support of a repeated
+    // itemset wins, and it is visited once, at its first position.
+    let mut lookup: FxHashMap<&[u32], (usize, f64)> = FxHashMap::default();
+    for (k, set) in sorted.iter().enumerate() {
+        let e = lookup.entry(&set[..]).or_insert((k, supports[k]));
+        e.1 = supports[k];
+    }
+    let emitted = AtomicU64::new(0);
+    const CHUNK: usize = 256;
+    let chunks: Vec<std::result::Result<Rules, MissingSupport>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| -> Result<std::result::Result<Rules, MissingSupport>> {
+            cancel.check()?;
+            let mut out = Rules::new();
+            let mut ant = Vec::new();
+            let mut con = Vec::new();
+            for (k, set) in sorted.iter().enumerate().take(((c + 1) * CHUNK).min(n)).skip(c * CHUNK) {
+                let set = &set[..];
+                let Some(&(first, s_ac)) = lookup.get(set) else { continue };
+                if first != k || set.len() < 2 {
+                    continue;
+                }
+                if set.len() > 63 {
+                    return Err(CoreError::invalid(format!(
+                        "an itemset of {} items has 2^{} rules; set max_len when mining",
+                        set.len(),
+                        set.len()
+                    )));
+                }
+                let m = set.len();
+                let max_a = p.max_antecedent_len.unwrap_or(m).min(m - 1);
+                let min_a = m.saturating_sub(p.max_consequent_len.unwrap_or(m)).max(1);
+                for size in (min_a..=max_a).rev() {
+                    let mut idx: Vec<usize> = (0..size).collect();
+                    loop {
+                        ant.clear();
+                        con.clear();
+                        let mut q = 0;
+                        for (pos, &x) in set.iter().enumerate() {
+                            if q < size && idx[q] == pos {
+                                ant.push(x);
+                                q += 1;
+                            } else {
+                                con.push(x);
+                            }
+                        }
+                        let row = if p.support_only {
+                            let mut r = [f64::NAN; 12];
+                            r[2] = s_ac;
+                            r
+                        } else {
+                            let s_a = match lookup.get(&ant[..]) {
+                                Some(&(_, s)) => s,
+                                None => return Ok(Err(MissingSupport(ant.clone()))),
+                            };
+                            let s_c = match lookup.get(&con[..]) {
+                                Some(&(_, s)) => s,
+                                None => return Ok(Err(MissingSupport(con.clone()))),
+                            };
+                            rule_metrics(s_ac, s_a, s_c, p.num_itemsets)
+                        };
+                        let metric = if p.support_only { 2 } else { p.metric };
+                        if row[metric] >= p.min_threshold {
+                            out.n_rules += 1;
+                            if !p.count_only {
+                                out.ant_items.extend_from_slice(&ant);
+                                out.ant_offsets.push(out.ant_items.len() as u64);
+                                out.con_items.extend_from_slice(&con);
+                                out.con_offsets.push(out.con_items.len() as u64);
+                                for (col, v) in out.metrics.iter_mut().zip(row) {
+                                    col.push(v);
+                                }
+                            }
+                        }
+                        // Next combination in lexicographic order.
+                        let mut i = size;
+                        while i > 0 && idx[i - 1] == m - size + i - 1 {
+                            i -= 1;
+                        }
+                        if i == 0 {
+                            break;
+                        }
+                        idx[i - 1] += 1;
+                        for t in i..size {
+                            idx[t] = idx[t - 1] + 1;
+                        }
+                    }
+                }
+            }
+            let before = emitted.fetch_add(out.n_rules, Ordering::Relaxed);
+            if let Some(limit) = p.max_rules {
+                if before + out.n_rules > limit {
+                    return Err(CoreError::invalid(format!(
+                        "more than max_rules={limit} rules ({} so far); raise min_threshold, \
+                         set max_antecedent_len/max_consequent_len, use output='count', or raise max_rules",
+                        before + out.n_rules
+                    )));
+                }
+            }
+            Ok(Ok(out))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut all = Rules::new();
+    for c in chunks {
+        match c {
+            Ok(r) => all.append(r),
+            Err(m) => return Ok(Err(m)),
+        }
+    }
+    Ok(Ok(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn params(min_count: u64, kind: Kind) -> MineParams {
+        MineParams {
+            min_count,
+            max_len: None,
+            kind,
+            max_itemsets: None,
+            count_only: false,
+        }
+    }
+
+    /// A tiny xorshift for test data.
+    fn random_db(seed: u64, n: usize, m: usize, density: f64) -> (Vec<u64>, Vec<u32>) {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        let mut indptr = vec![0u64];
+        let mut idx = Vec::new();
+        for _ in 0..n {
+            for i in 0..m {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if (s % 1000) as f64 / 1000.0 < density {
+                    idx.push(i as u32);
+                }
+            }
+            indptr.push(idx.len() as u64);
+        }
+        (indptr, idx)
+    }
+
+    /// Brute force over all subsets of the items: (itemset -> count).
+    fn brute(indptr: &[u64], idx: &[u32], m: usize, min_count: u64) -> BTreeMap<Vec<u32>, u64> {
+        let mut res = BTreeMap::new();
+        for mask in 1u32..(1 << m) {
+            let set: Vec<u32> = (0..m as u32).filter(|i| mask >> i & 1 == 1).collect();
+            let c = (0..indptr.len() - 1)
+                .filter(|&t| {
+                    let row = &idx[indptr[t] as usize..indptr[t + 1] as usize];
+                    set.iter().all(|i| row.contains(i))
+                })
+                .count() as u64;
+            if c >= min_count {
+                res.insert(set, c);
+            }
+        }
+        res
+    }
+
+    fn as_map(r: &Itemsets) -> BTreeMap<Vec<u32>, u64> {
+        (0..r.len())
+            .map(|k| (r.get(k).to_vec(), r.counts[k]))
+            .collect()
+    }
+
+    #[test]
+    fn threshold_rule() {
+        assert_eq!(min_count_for(0.07, 100).unwrap(), 7);
+        assert_eq!(min_count_for(0.5, 3).unwrap(), 2);
+        assert_eq!(min_count_for(1.0, 10).unwrap(), 10);
+        assert_eq!(min_count_for(1e-9, 10).unwrap(), 1);
+        assert!(min_count_for(0.0, 10).is_err());
+        assert!(min_count_for(1.5, 10).is_err());
+        assert!(min_count_for(f64::NAN, 10).is_err());
+    }
+
+    #[test]
+    fn matches_brute_force_all_closed_maximal() {
+        for seed in 0..30u64 {
+            let m = 9;
+            let (indptr, idx) = random_db(seed, 40, m, 0.3 + (seed % 5) as f64 * 0.1);
+            for min_count in [1u64, 3, 8, 20] {
+                let want = brute(&indptr, &idx, m, min_count);
+                let c = Cancel::new();
+                let all = mine(&indptr, &idx, m, params(min_count, Kind::All), &c).unwrap();
+                assert_eq!(all.len(), want.len());
+                assert_eq!(as_map(&all), want, "seed {seed} min {min_count}");
+                let closed: BTreeMap<_, _> = want
+                    .iter()
+                    .filter(|(s, &c)| {
+                        !want
+                            .iter()
+                            .any(|(t, &d)| d == c && t.len() > s.len() && is_subset(s, t))
+                    })
+                    .map(|(s, &c)| (s.clone(), c))
+                    .collect();
+                let got = mine(&indptr, &idx, m, params(min_count, Kind::Closed), &c).unwrap();
+                assert_eq!(as_map(&got), closed, "closed seed {seed} min {min_count}");
+                let maximal: BTreeMap<_, _> = want
+                    .iter()
+                    .filter(|(s, _)| !want.keys().any(|t| t.len() > s.len() && is_subset(s, t)))
+                    .map(|(s, &c)| (s.clone(), c))
+                    .collect();
+                let got = mine(&indptr, &idx, m, params(min_count, Kind::Maximal), &c).unwrap();
+                assert_eq!(as_map(&got), maximal, "maximal seed {seed} min {min_count}");
+                for max_len in 1..4 {
+                    let mut p = params(min_count, Kind::All);
+                    p.max_len = Some(max_len);
+                    let got = mine(&indptr, &idx, m, p, &c).unwrap();
+                    let w: BTreeMap<_, _> = want
+                        .iter()
+                        .filter(|(s, _)| s.len() <= max_len)
+                        .map(|(s, &c)| (s.clone(), c))
+                        .collect();
+                    assert_eq!(as_map(&got), w);
+                    p.count_only = true;
+                    assert_eq!(
+                        mine(&indptr, &idx, m, p, &c).unwrap().n_itemsets,
+                        w.len() as u64
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_order_for_any_thread_count() {
+        let (indptr, idx) = random_db(7, 300, 14, 0.5);
+        let run = |t| {
+            crate::parallel::run_in_pool(t, || {
+                mine(&indptr, &idx, 14, params(20, Kind::All), &Cancel::new())
+            })
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn guard_and_bad_input() {
+        let (indptr, idx) = random_db(3, 50, 8, 0.6);
+        let mut p = params(1, Kind::All);
+        p.max_itemsets = Some(10);
+        let e = mine(&indptr, &idx, 8, p, &Cancel::new()).unwrap_err();
+        assert!(matches!(e, CoreError::InvalidInput(ref m) if m.contains("max_itemsets")));
+        assert!(mine(
+            &[0u64, 2],
+            &[0u32, 9],
+            8,
+            params(1, Kind::All),
+            &Cancel::new()
+        )
+        .is_err());
+        assert!(mine(
+            &[1u64, 2],
+            &[0u32, 1],
+            8,
+            params(1, Kind::All),
+            &Cancel::new()
+        )
+        .is_err());
+        assert!(mine(
+            &[0u64, 5],
+            &[0u32, 1],
+            8,
+            params(1, Kind::All),
+            &Cancel::new()
+        )
+        .is_err());
+        let c = Cancel::new();
+        c.cancel();
+        assert_eq!(
+            mine(&indptr, &idx, 8, params(1, Kind::All), &c),
+            Err(CoreError::Cancelled)
+        );
+    }
+
+    #[test]
+    fn rules_split_every_itemset() {
+        // {0}:0.6 {1}:0.5 {0,1}:0.4
+        let r = association_rules(
+            &[0, 1, 2, 4],
+            &[0, 1, 1, 0],
+            &[0.6, 0.5, 0.4],
+            RuleParams {
+                metric: 3,
+                min_threshold: 0.0,
+                support_only: false,
+                max_antecedent_len: None,
+                max_consequent_len: None,
+                num_itemsets: 1.0,
+                max_rules: None,
+                count_only: false,
+            },
+            &Cancel::new(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.n_rules, 2);
+        assert_eq!(r.ant_items, vec![0, 1]);
+        assert_eq!(r.metrics[3], vec![0.4 / 0.6, 0.4 / 0.5]);
+        let missing = association_rules(
+            &[0, 2],
+            &[0, 1],
+            &[0.4],
+            RuleParams {
+                metric: 3,
+                min_threshold: 0.0,
+                support_only: false,
+                max_antecedent_len: None,
+                max_consequent_len: None,
+                num_itemsets: 1.0,
+                max_rules: None,
+                count_only: false,
+            },
+            &Cancel::new(),
+        )
+        .unwrap();
+        assert!(missing.is_err());
+    }
+}

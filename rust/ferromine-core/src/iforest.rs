@@ -1,0 +1,1212 @@
+//! Isolation forest: growing random isolation trees and scoring rows.
+//!
+//! Semantics follow scikit-learn's `IsolationForest` (an `ExtraTreeRegressor`
+//! with `max_features=1`, `splitter="random"` per tree):
+//!
+//! * per tree, `max_features` features drawn without replacement and
+//!   `max_samples` rows drawn without replacement (with replacement under
+//!   `bootstrap`; with probabilities proportional to `sample_weight` when
+//!   given). Only the *distinct* drawn rows enter the tree;
+//! * a node splits on a feature drawn uniformly among its non-constant
+//!   features (constant: no value, or `max - min <= 1e-7` and no NaN), at a
+//!   threshold uniform in `[min, max)` (a draw equal to `max` becomes `min`);
+//!   `x <= threshold` goes left. NaN rows all go to one side by a fair coin;
+//!   a split leaving a side empty makes the node a leaf;
+//! * a node is a leaf at the depth limit, with one row, or when every feature
+//!   is constant in it;
+//! * a leaf's path value is `depth + c(n_rows_in_leaf)`.
+//!
+//! At scoring, NaN at a node that saw no NaN goes to the child with more
+//! training rows (left iff `n_left > n_right`).
+//!
+//! Trees are returned as flat arrays (scikit-learn's layout: `feature`,
+//! `threshold`, `children_left/right`, plus the missing-value direction,
+//! the node sizes and the path values). The caller owns them; scoring takes
+//! them back, checks them once and packs them into a compact node layout.
+//!
+//! Determinism: tree `i` is grown from the stream `(seed, i)` only, so the
+//! forest does not depend on the thread count. Scores sum the trees in tree
+//! order for every row, so they do not depend on it either.
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use rustc_hash::FxHashSet;
+
+use crate::error::{CoreError, Result};
+use crate::parallel::Cancel;
+
+/// scikit-learn's `FEATURE_THRESHOLD`: a feature whose range in a node is at
+/// most this is treated as constant there.
+pub const FEATURE_THRESHOLD: f64 = 1e-7;
+/// scikit-learn's marker for "no feature / no threshold" at a leaf.
+pub const TREE_UNDEFINED: i32 = -2;
+/// scikit-learn's marker for "no child".
+pub const TREE_LEAF: i32 = -1;
+
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+/// Average path length of an unsuccessful search in a binary search tree of
+/// `n` items: `c(n) = 2 (ln(n - 1) + gamma) - 2 (n - 1) / n`, `c(2) = 1`,
+/// `c(n <= 1) = 0`.
+pub fn average_path_length(n: f64) -> f64 {
+    if n <= 1.0 {
+        0.0
+    } else if n <= 2.0 {
+        1.0
+    } else {
+        2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+    }
+}
+
+/// The depth limit scikit-learn uses: `ceil(log2(max(max_samples, 2)))`.
+pub fn depth_limit(max_samples: usize) -> usize {
+    let m = max_samples.max(2);
+    // ceil(log2(m)) for integers, without floating point.
+    (usize::BITS - (m - 1).leading_zeros()) as usize
+}
+
+// ---------------------------------------------------------------------------
+// Random numbers: SplitMix64 to seed, xoshiro256++ to draw.
+
+#[inline]
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// xoshiro256++ (Blackman and Vigna), seeded per (seed, stream index).
+#[derive(Debug, Clone)]
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// The generator of stream `index` under `seed`: tree `i` of a forest
+    /// uses `Rng::new(seed, i)`, whichever thread grows it.
+    pub fn new(seed: u64, index: u64) -> Self {
+        let mut mix = index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut sm = seed ^ splitmix64(&mut mix);
+        let mut s = [0u64; 4];
+        for v in &mut s {
+            *v = splitmix64(&mut sm);
+        }
+        if s == [0; 4] {
+            s[0] = 1;
+        }
+        Rng { s }
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    #[inline]
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in `0..n` (n >= 1), unbiased (Lemire's method).
+    #[inline]
+    pub fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let mut m = (self.next_u64() as u128) * (n as u128);
+        if (m as u64) < n {
+            let threshold = n.wrapping_neg() % n;
+            while (m as u64) < threshold {
+                m = (self.next_u64() as u128) * (n as u128);
+            }
+        }
+        (m >> 64) as usize
+    }
+
+    #[inline]
+    pub fn coin(&mut self) -> bool {
+        self.next_u64() >> 63 == 1
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sampling rows and features.
+
+/// `k` distinct indices from `0..n` (k <= n), uniformly, sorted.
+pub fn sample_without_replacement(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    let k = k.min(n);
+    let mut out = if k.saturating_mul(4) >= n {
+        // Partial Fisher-Yates: the first k slots are the sample.
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k {
+            let j = i + rng.below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all
+    } else {
+        // Floyd's algorithm: k draws, memory O(k).
+        let mut set: FxHashSet<usize> = FxHashSet::default();
+        set.reserve(k);
+        for j in (n - k)..n {
+            let t = rng.below(j + 1);
+            if !set.insert(t) {
+                set.insert(j);
+            }
+        }
+        set.into_iter().collect()
+    };
+    out.sort_unstable();
+    out
+}
+
+/// How a tree draws its rows.
+#[derive(Debug, Clone, Copy)]
+pub enum RowSampler<'a> {
+    /// Uniform over `0..n`.
+    Uniform { n: usize },
+    /// Proportional to the weights; `cdf` is their running sum (last > 0).
+    Weighted { weights: &'a [f64], cdf: &'a [f64] },
+}
+
+/// The running sum of `weights`, checked: finite, >= 0, not all zero.
+pub fn weights_cdf(weights: &[f64]) -> Result<Vec<f64>> {
+    let mut cdf = Vec::with_capacity(weights.len());
+    let mut total = 0.0f64;
+    for (i, &w) in weights.iter().enumerate() {
+        if !w.is_finite() || w < 0.0 {
+            return Err(CoreError::invalid(format!(
+                "sample_weight[{i}] = {w}: sample weights must be finite and non-negative"
+            )));
+        }
+        total += w;
+        cdf.push(total);
+    }
+    if total <= 0.0 || !total.is_finite() {
+        return Err(CoreError::invalid(
+            "Sample weights must contain at least one non-zero number (and sum to a finite value).",
+        ));
+    }
+    Ok(cdf)
+}
+
+#[inline]
+fn draw_weighted(rng: &mut Rng, weights: &[f64], cdf: &[f64]) -> usize {
+    let total = cdf[cdf.len() - 1];
+    loop {
+        let u = rng.uniform() * total;
+        // First index whose running sum exceeds u: P(i) = w_i / total.
+        let i = cdf.partition_point(|&c| c <= u);
+        if i < cdf.len() && weights[i] > 0.0 {
+            return i;
+        }
+        // Only reachable through rounding at the top end; draw again.
+    }
+}
+
+/// The distinct rows one tree is grown on, sorted.
+///
+/// Without replacement and with weights this is successive sampling (each
+/// draw proportional to the weights of the rows not drawn yet), as
+/// `numpy.random.choice(n, k, replace=False, p=w)`: rejection of repeats
+/// while it is cheap, then exponential keys over the remaining rows.
+pub fn sample_rows(
+    rng: &mut Rng,
+    sampler: RowSampler<'_>,
+    k: usize,
+    bootstrap: bool,
+) -> Vec<usize> {
+    match sampler {
+        RowSampler::Uniform { n } => {
+            if bootstrap {
+                let mut rows: Vec<usize> = (0..k).map(|_| rng.below(n)).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                rows
+            } else {
+                sample_without_replacement(rng, n, k)
+            }
+        }
+        RowSampler::Weighted { weights, cdf } => {
+            let mut rows: Vec<usize> = Vec::with_capacity(k);
+            if bootstrap {
+                for _ in 0..k {
+                    rows.push(draw_weighted(rng, weights, cdf));
+                }
+                rows.sort_unstable();
+                rows.dedup();
+                return rows;
+            }
+            let n_positive = weights.iter().filter(|&&w| w > 0.0).count();
+            let k = k.min(n_positive);
+            let mut taken: FxHashSet<usize> = FxHashSet::default();
+            let mut tries = 0usize;
+            let budget = 16 * k + 1024;
+            while rows.len() < k && tries < budget {
+                tries += 1;
+                let i = draw_weighted(rng, weights, cdf);
+                if taken.insert(i) {
+                    rows.push(i);
+                }
+            }
+            if rows.len() < k {
+                // Heavy rows are taken: finish with Efraimidis-Spirakis keys
+                // (smallest Exp(1) / w), which continues the same process.
+                let mut keyed: Vec<(f64, usize)> = weights
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &w)| w > 0.0 && !taken.contains(&i))
+                    .map(|(i, &w)| (-(1.0 - rng.uniform()).ln() / w, i))
+                    .collect();
+                let need = k - rows.len();
+                if need < keyed.len() {
+                    keyed.select_nth_unstable_by(need, |a, b| a.0.total_cmp(&b.0));
+                }
+                rows.extend(keyed.iter().take(need).map(|&(_, i)| i));
+            }
+            rows.sort_unstable();
+            rows
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Growing trees.
+
+/// One isolation tree in scikit-learn's flat layout. Children of a node are
+/// always adjacent (`right == left + 1`) and come after it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tree {
+    /// The features this tree could use (sorted), as `estimators_features_`.
+    pub features: Vec<i64>,
+    /// Split feature (column of X), `TREE_UNDEFINED` at leaves.
+    pub feature: Vec<i32>,
+    /// Split threshold (`x <= threshold` goes left), -2 at leaves.
+    pub threshold: Vec<f64>,
+    pub children_left: Vec<i32>,
+    pub children_right: Vec<i32>,
+    /// 1 when NaN goes to the left child.
+    pub missing_go_to_left: Vec<u8>,
+    /// Distinct training rows that reached the node.
+    pub n_node_samples: Vec<i64>,
+    /// `depth + c(n_node_samples)`: the path length of a row ending here.
+    pub value: Vec<f64>,
+}
+
+/// What the forest is grown with.
+#[derive(Debug, Clone, Copy)]
+pub struct GrowParams {
+    pub seed: u64,
+    /// Index of the first tree to grow (warm start continues the streams).
+    pub first_tree: usize,
+    pub n_trees: usize,
+    pub max_samples: usize,
+    pub max_features: usize,
+    pub bootstrap: bool,
+    pub max_depth: usize,
+}
+
+/// Numbers a tree can be grown from and scored on.
+pub trait Value: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+}
+impl Value for f64 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+impl Value for f32 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+struct Pending {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    /// Local features not known to be constant in this node.
+    candidates: Vec<u32>,
+}
+
+/// Grow one tree on `rows` x `features` of `x`.
+fn grow_one<T: Value>(
+    x: &ArrayView2<'_, T>,
+    rows: &[usize],
+    features: &[usize],
+    max_depth: usize,
+    rng: &mut Rng,
+) -> Tree {
+    let k = rows.len();
+    let mf = features.len();
+    // Column-major copy of the sample, converted once: every node scans
+    // whole columns of it.
+    let mut cols: Vec<f64> = Vec::with_capacity(k * mf);
+    for &f in features {
+        let col = x.column(f);
+        cols.extend(rows.iter().map(|&r| col[r].to_f64()));
+    }
+    let mut tree = Tree {
+        features: features.iter().map(|&f| f as i64).collect(),
+        ..Tree::default()
+    };
+    let push_node = |tree: &mut Tree, n: usize, depth: usize| {
+        tree.feature.push(TREE_UNDEFINED);
+        tree.threshold.push(TREE_UNDEFINED as f64);
+        tree.children_left.push(TREE_LEAF);
+        tree.children_right.push(TREE_LEAF);
+        tree.missing_go_to_left.push(0);
+        tree.n_node_samples.push(n as i64);
+        tree.value
+            .push(depth as f64 + average_path_length(n as f64));
+    };
+    // Positions into the sample, permuted in place as nodes split.
+    let mut order: Vec<u32> = (0..k as u32).collect();
+    push_node(&mut tree, k, 0);
+    let mut stack = vec![Pending {
+        node: 0,
+        start: 0,
+        end: k,
+        depth: 0,
+        candidates: (0..mf as u32).collect(),
+    }];
+    while let Some(Pending {
+        node,
+        start,
+        end,
+        depth,
+        mut candidates,
+    }) = stack.pop()
+    {
+        let n = end - start;
+        if depth >= max_depth || n <= 1 {
+            continue;
+        }
+        let idx = &mut order[start..end];
+        // Draw features until a non-constant one turns up.
+        let mut chosen = None;
+        while !candidates.is_empty() {
+            let c = rng.below(candidates.len());
+            let f = candidates[c] as usize;
+            let col = &cols[f * k..(f + 1) * k];
+            let (mut lo, mut hi, mut missing) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+            for &i in idx.iter() {
+                let v = col[i as usize];
+                if v.is_nan() {
+                    missing += 1;
+                } else {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if missing == n || (hi <= lo + FEATURE_THRESHOLD && missing == 0) {
+                candidates.swap_remove(c);
+                continue;
+            }
+            chosen = Some((f, lo, hi, missing));
+            break;
+        }
+        let Some((f, lo, hi, missing)) = chosen else {
+            continue; // every feature is constant here
+        };
+        let mut threshold = (hi - lo) * rng.uniform() + lo;
+        let nan_left = missing > 0 && rng.coin();
+        if threshold == hi {
+            threshold = lo;
+        }
+        // Partition: rows going left first.
+        let col = &cols[f * k..(f + 1) * k];
+        let goes_left = |v: f64| if v.is_nan() { nan_left } else { v <= threshold };
+        let mut split = 0;
+        for j in 0..idx.len() {
+            if goes_left(col[idx[j] as usize]) {
+                idx.swap(split, j);
+                split += 1;
+            }
+        }
+        if split == 0 || split == n {
+            continue; // rejected split: the node stays a leaf
+        }
+        let n_left = split;
+        let n_right = n - split;
+        let left = tree.feature.len();
+        push_node(&mut tree, n_left, depth + 1);
+        push_node(&mut tree, n_right, depth + 1);
+        tree.feature[node] = features[f] as i32;
+        tree.threshold[node] = threshold;
+        tree.children_left[node] = left as i32;
+        tree.children_right[node] = left as i32 + 1;
+        tree.missing_go_to_left[node] = if missing > 0 {
+            nan_left
+        } else {
+            n_left > n_right
+        } as u8;
+        // Right first on the stack so the left subtree is grown first.
+        stack.push(Pending {
+            node: left + 1,
+            start: start + split,
+            end,
+            depth: depth + 1,
+            candidates: candidates.clone(),
+        });
+        stack.push(Pending {
+            node: left,
+            start,
+            end: start + split,
+            depth: depth + 1,
+            candidates,
+        });
+    }
+    tree
+}
+
+/// Grow `params.n_trees` trees, tree `first_tree + t` from stream
+/// `(seed, first_tree + t)`, in parallel over trees on the current pool.
+pub fn grow_forest<T: Value>(
+    x: ArrayView2<'_, T>,
+    sample_weight: Option<&[f64]>,
+    params: &GrowParams,
+    cancel: &Cancel,
+) -> Result<Vec<Tree>> {
+    let (n, d) = x.dim();
+    if n == 0 || d == 0 {
+        return Err(CoreError::invalid(format!(
+            "cannot fit an isolation forest on data of shape ({n}, {d}): need at least one row and one feature"
+        )));
+    }
+    let p = params;
+    if p.max_samples == 0 || (!p.bootstrap && p.max_samples > n) {
+        return Err(CoreError::invalid(format!(
+            "max_samples={} must be in [1, n_samples={n}] (or use bootstrap=True to draw more)",
+            p.max_samples
+        )));
+    }
+    if p.max_features == 0 || p.max_features > d {
+        return Err(CoreError::invalid(format!(
+            "max_features={} must be in [1, n_features={d}]",
+            p.max_features
+        )));
+    }
+    let cdf;
+    let sampler = match sample_weight {
+        None => RowSampler::Uniform { n },
+        Some(w) => {
+            if w.len() != n {
+                return Err(CoreError::invalid(format!(
+                    "sample_weight has {} entries but X has {n} rows",
+                    w.len()
+                )));
+            }
+            cdf = weights_cdf(w)?;
+            if !p.bootstrap {
+                let positive = w.iter().filter(|&&v| v > 0.0).count();
+                if positive < p.max_samples {
+                    return Err(CoreError::invalid(format!(
+                        "only {positive} rows have a non-zero sample_weight but max_samples={} rows must \
+                         be drawn without replacement; use a smaller max_samples or bootstrap=True",
+                        p.max_samples
+                    )));
+                }
+            }
+            RowSampler::Weighted {
+                weights: w,
+                cdf: &cdf,
+            }
+        }
+    };
+    (0..p.n_trees)
+        .into_par_iter()
+        .map(|t| {
+            cancel.check()?;
+            let mut rng = Rng::new(p.seed, (p.first_tree + t) as u64);
+            let features = sample_without_replacement(&mut rng, d, p.max_features);
+            let rows = sample_rows(&mut rng, sampler, p.max_samples, p.bootstrap);
+            Ok(grow_one(&x, &rows, &features, p.max_depth, &mut rng))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Scoring.
+
+/// A forest's trees as the caller stores them: sklearn's per-node arrays,
+/// all trees concatenated, tree `t` in `offsets[t]..offsets[t + 1]` with
+/// child indices local to the tree.
+#[derive(Debug, Clone, Copy)]
+pub struct ForestArrays<'a> {
+    pub offsets: &'a [i64],
+    pub feature: &'a [i32],
+    pub threshold: &'a [f64],
+    pub children_left: &'a [i32],
+    pub children_right: &'a [i32],
+    pub missing_go_to_left: &'a [u8],
+    pub value: &'a [f64],
+}
+
+/// One node in the scoring layout (16 bytes). A row at this node moves to
+/// `next + step`, with step 1 when `x > threshold` (or x is NaN and NaN goes
+/// right), else 0. A leaf points at itself with threshold +inf and NaN going
+/// "left", so its step is always 0 and extra levels are harmless.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Node {
+    threshold: f64,
+    /// Feature in the low 31 bits; the top bit set means NaN goes right.
+    feature: u32,
+    next: u32,
+}
+
+const NAN_RIGHT: u32 = 1 << 31;
+
+/// A checked, packed forest ready for scoring.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    nodes: Vec<Node>,
+    values: Vec<f64>,
+    /// Per tree: root index and the number of levels to walk.
+    trees: Vec<(u32, u32)>,
+    n_features: usize,
+}
+
+impl Packed {
+    pub fn n_trees(&self) -> usize {
+        self.trees.len()
+    }
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+}
+
+fn bad_forest(msg: String) -> CoreError {
+    CoreError::invalid(format!(
+        "the fitted trees are inconsistent ({msg}); refit the estimator instead of editing its tree arrays"
+    ))
+}
+
+/// Check the arrays of a forest against each other and `n_features`, and
+/// pack them. Every index the scoring loop follows is proven in range here.
+///
+/// Any node numbering is accepted (scikit-learn's depth-first one too): each
+/// tree is renumbered breadth-first so that siblings are adjacent. Nodes not
+/// reachable from the root are dropped; a node reached twice is an error.
+pub fn pack(f: &ForestArrays<'_>, n_features: usize) -> Result<Packed> {
+    let total = f.feature.len();
+    for (name, len) in [
+        ("threshold", f.threshold.len()),
+        ("children_left", f.children_left.len()),
+        ("children_right", f.children_right.len()),
+        ("missing_go_to_left", f.missing_go_to_left.len()),
+        ("value", f.value.len()),
+    ] {
+        if len != total {
+            return Err(bad_forest(format!(
+                "{name} has {len} nodes, feature has {total}"
+            )));
+        }
+    }
+    if total >= (NAN_RIGHT as usize) || n_features >= NAN_RIGHT as usize {
+        return Err(CoreError::invalid(
+            "the forest or the data is too large to score (2^31 nodes or features)",
+        ));
+    }
+    if f.offsets.len() < 2 || f.offsets[0] != 0 || f.offsets[f.offsets.len() - 1] != total as i64 {
+        return Err(bad_forest(
+            "tree offsets do not cover the node arrays".into(),
+        ));
+    }
+    let mut nodes = Vec::with_capacity(total);
+    let mut values = Vec::with_capacity(total);
+    let mut trees = Vec::with_capacity(f.offsets.len() - 1);
+    let mut order: Vec<usize> = Vec::new();
+    let mut new_index: Vec<u32> = Vec::new();
+    let mut depth: Vec<u32> = Vec::new();
+    for w in f.offsets.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a < 0 || b <= a || b as usize > total {
+            return Err(bad_forest("tree offsets must increase".into()));
+        }
+        let (a, b) = (a as usize, b as usize);
+        let m = b - a;
+        let base = nodes.len();
+        new_index.clear();
+        new_index.resize(m, u32::MAX);
+        order.clear();
+        order.push(0);
+        depth.clear();
+        new_index[0] = base as u32;
+        depth.push(0);
+        // Breadth-first: children are appended side by side.
+        let mut head = 0;
+        let mut levels = 0u32;
+        while head < order.len() {
+            let i = order[head];
+            let g = a + i;
+            let (l, r) = (f.children_left[g], f.children_right[g]);
+            let here = depth[head];
+            head += 1;
+            if l == TREE_LEAF && r == TREE_LEAF {
+                levels = levels.max(here);
+                continue;
+            }
+            for c in [l, r] {
+                if c < 0 || c as usize >= m || new_index[c as usize] != u32::MAX {
+                    return Err(bad_forest(format!("node {i} has children {l}, {r}")));
+                }
+                new_index[c as usize] = (base + order.len()) as u32;
+                order.push(c as usize);
+                depth.push(here + 1);
+            }
+        }
+        for (k, &i) in order.iter().enumerate() {
+            let g = a + i;
+            let l = f.children_left[g];
+            if l == TREE_LEAF {
+                nodes.push(Node {
+                    threshold: f64::INFINITY,
+                    feature: 0,
+                    next: (base + k) as u32,
+                });
+            } else {
+                let feat = f.feature[g];
+                if feat < 0 || feat as usize >= n_features {
+                    return Err(bad_forest(format!(
+                        "node {i} splits on feature {feat}, but X has {n_features} features"
+                    )));
+                }
+                let th = f.threshold[g];
+                if th.is_nan() {
+                    return Err(bad_forest(format!("node {i} has a NaN threshold")));
+                }
+                let nan_right = if f.missing_go_to_left[g] != 0 {
+                    0
+                } else {
+                    NAN_RIGHT
+                };
+                nodes.push(Node {
+                    threshold: th,
+                    feature: feat as u32 | nan_right,
+                    // The right child was appended right after the left one.
+                    next: new_index[l as usize],
+                });
+            }
+            values.push(f.value[g]);
+        }
+        trees.push((base as u32, levels));
+    }
+    Ok(Packed {
+        nodes,
+        values,
+        trees,
+        n_features,
+    })
+}
+
+/// Rows walked through a tree side by side: independent walks hide the
+/// latency of each node load.
+const LANES: usize = 16;
+
+/// Rows per tile: the tile's rows (converted to f64, row-major) stay in L2
+/// while every tree walks all of them. Depends on the feature count only, so
+/// tile boundaries (and the work split) do not depend on the thread count.
+pub fn tile_rows(n_features: usize) -> usize {
+    let budget = 16 * 1024; // f64 values: 128 KiB
+    (budget / n_features.max(1)).clamp(LANES, 4096) / LANES * LANES
+}
+
+/// Walk `LANES` rows (row offsets into `tile`) through one tree; return the
+/// node each ends in. Branch-free: the direction is arithmetic.
+#[inline(always)]
+fn walk_lanes(
+    nodes: &[Node],
+    tile: &[f64],
+    offs: &[usize; LANES],
+    root: u32,
+    levels: u32,
+) -> [u32; LANES] {
+    let mut at = [root; LANES];
+    for _ in 0..levels {
+        for lane in 0..LANES {
+            let node = nodes[at[lane] as usize];
+            let feat = (node.feature & !NAN_RIGHT) as usize;
+            let x = tile[offs[lane] + feat];
+            let nan_right = node.feature >> 31;
+            let right = (x > node.threshold) as u32 | (x.is_nan() as u32 & nan_right);
+            at[lane] = node.next + right;
+        }
+    }
+    at
+}
+
+/// Add every tile row's path length in each tree, in tree order, to `acc`.
+/// `tile` holds `acc.len()` rows of `d` values, row-major.
+fn score_tile(p: &Packed, tile: &[f64], d: usize, acc: &mut [f64]) {
+    let rows = acc.len();
+    if rows == 0 {
+        return;
+    }
+    let nodes = &p.nodes[..];
+    let values = &p.values[..];
+    // Tree-major: one tree's nodes stay in L1 while the whole tile walks it.
+    for &(root, levels) in &p.trees {
+        let mut start = 0;
+        while start < rows {
+            let width = LANES.min(rows - start);
+            // Short groups repeat their last row in the spare lanes.
+            let offs: [usize; LANES] = std::array::from_fn(|l| (start + l.min(width - 1)) * d);
+            let at = walk_lanes(nodes, tile, &offs, root, levels);
+            for (a, &pos) in acc[start..start + width].iter_mut().zip(&at) {
+                *a += values[pos as usize];
+            }
+            start += width;
+        }
+    }
+}
+
+fn check_width(d: usize, forest: &Packed) -> Result<()> {
+    if d != forest.n_features {
+        return Err(CoreError::invalid(format!(
+            "X has {d} features, but the forest was fitted with {} features",
+            forest.n_features
+        )));
+    }
+    Ok(())
+}
+
+/// Score the rows `r0..r0 + acc.len()` of `x` into `acc` (one tile).
+fn score_rows<T: Value>(
+    x: &ArrayView2<'_, T>,
+    r0: usize,
+    forest: &Packed,
+    buf: &mut Vec<f64>,
+    acc: &mut [f64],
+) {
+    buf.clear();
+    for r in r0..r0 + acc.len() {
+        buf.extend(x.row(r).iter().map(|v| v.to_f64()));
+    }
+    score_tile(forest, buf, x.ncols(), acc);
+}
+
+/// Sum over trees (in tree order) of the path length of every row of `x`.
+/// Parallel over tiles of rows of fixed size on the current pool; the
+/// result does not depend on the thread count.
+pub fn path_length_sums<T: Value>(
+    x: ArrayView2<'_, T>,
+    forest: &Packed,
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let (n, d) = x.dim();
+    check_width(d, forest)?;
+    let mut out = vec![0.0f64; n];
+    let tile = tile_rows(d);
+    out.par_chunks_mut(tile).enumerate().try_for_each_init(
+        || Vec::<f64>::with_capacity(tile * d),
+        |buf, (t, acc)| -> Result<()> {
+            cancel.check()?;
+            score_rows(&x, t * tile, forest, buf, acc);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// [`path_length_sums`] on the calling thread: for small batches, where
+/// handing work to a pool costs more than the work.
+pub fn path_length_sums_serial<T: Value>(
+    x: ArrayView2<'_, T>,
+    forest: &Packed,
+) -> Result<Vec<f64>> {
+    let (n, d) = x.dim();
+    check_width(d, forest)?;
+    let mut out = vec![0.0f64; n];
+    let tile = tile_rows(d);
+    let mut buf = Vec::with_capacity(tile.min(n) * d);
+    for (t, acc) in out.chunks_mut(tile).enumerate() {
+        score_rows(&x, t * tile, forest, &mut buf, acc);
+    }
+    Ok(out)
+}
+
+/// `-s(x)` from path length sums: `-2^(-sum / (n_trees * c(max_samples)))`.
+/// When `c(max_samples) = 0` (one training row) scikit-learn replaces the
+/// ratio by 1, so every row scores `-2^-1 = -0.5`; so do we.
+pub fn scores_from_sums(sums: &mut [f64], n_trees: usize, max_samples: usize) {
+    let denom = n_trees as f64 * average_path_length(max_samples as f64);
+    for s in sums.iter_mut() {
+        *s = if denom == 0.0 {
+            -0.5
+        } else {
+            -(-*s / denom).exp2()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn c_of_n() {
+        assert_eq!(average_path_length(0.0), 0.0);
+        assert_eq!(average_path_length(1.0), 0.0);
+        assert_eq!(average_path_length(2.0), 1.0);
+        let c256 = 2.0 * (255f64.ln() + EULER_GAMMA) - 2.0 * 255.0 / 256.0;
+        assert_eq!(average_path_length(256.0), c256);
+    }
+
+    #[test]
+    fn depth_limit_is_ceil_log2() {
+        for m in 1..5000usize {
+            let want = (m.max(2) as f64).log2().ceil() as usize;
+            assert_eq!(depth_limit(m), want, "m={m}");
+        }
+    }
+
+    #[test]
+    fn rng_streams_differ_and_repeat() {
+        let a: Vec<u64> = (0..4).map(|_| Rng::new(7, 0).next_u64()).collect();
+        assert!(a.windows(2).all(|w| w[0] == w[1]));
+        assert_ne!(Rng::new(7, 0).next_u64(), Rng::new(7, 1).next_u64());
+        let mut r = Rng::new(1, 2);
+        for _ in 0..1000 {
+            assert!(r.below(3) < 3);
+            let u = r.uniform();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn sampling_is_distinct_and_uniformish() {
+        let mut rng = Rng::new(3, 0);
+        let mut hits = vec![0usize; 20];
+        for _ in 0..2000 {
+            let s = sample_without_replacement(&mut rng, 20, 3);
+            assert_eq!(s.len(), 3);
+            assert!(s.windows(2).all(|w| w[0] < w[1]));
+            for i in s {
+                hits[i] += 1;
+            }
+        }
+        // Expected 300 per index.
+        assert!(hits.iter().all(|&h| (200..400).contains(&h)), "{hits:?}");
+        let big = sample_without_replacement(&mut rng, 1_000_000, 256);
+        assert_eq!(big.len(), 256);
+        assert!(big.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn weighted_sampling_skips_zero_weights() {
+        let w = vec![0.0, 1.0, 0.0, 3.0, 1.0];
+        let cdf = weights_cdf(&w).unwrap();
+        let mut rng = Rng::new(5, 0);
+        for _ in 0..200 {
+            let s = sample_rows(
+                &mut rng,
+                RowSampler::Weighted {
+                    weights: &w,
+                    cdf: &cdf,
+                },
+                3,
+                false,
+            );
+            assert_eq!(s, vec![1, 3, 4]);
+            let b = sample_rows(
+                &mut rng,
+                RowSampler::Weighted {
+                    weights: &w,
+                    cdf: &cdf,
+                },
+                3,
+                true,
+            );
+            assert!(b.iter().all(|i| w[*i] > 0.0));
+        }
+        assert!(weights_cdf(&[0.0, 0.0]).is_err());
+        assert!(weights_cdf(&[1.0, -1.0]).is_err());
+        // A very heavy row: rejection gives up, keys finish the job.
+        let w = vec![1e300, 1.0, 1.0, 1.0];
+        let cdf = weights_cdf(&w).unwrap();
+        let s = sample_rows(
+            &mut rng,
+            RowSampler::Weighted {
+                weights: &w,
+                cdf: &cdf,
+            },
+            3,
+            false,
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0], 0);
+    }
+
+    fn params(n_trees: usize, max_samples: usize, d: usize) -> GrowParams {
+        GrowParams {
+            seed: 42,
+            first_tree: 0,
+            n_trees,
+            max_samples,
+            max_features: d,
+            bootstrap: false,
+            max_depth: depth_limit(max_samples),
+        }
+    }
+
+    fn data(n: usize, d: usize) -> Array2<f64> {
+        let mut rng = Rng::new(99, 0);
+        Array2::from_shape_fn((n, d), |_| rng.uniform())
+    }
+
+    fn arrays(trees: &[Tree]) -> (Vec<i64>, Tree) {
+        let mut all = Tree::default();
+        let mut offsets = vec![0i64];
+        for t in trees {
+            all.feature.extend(&t.feature);
+            all.threshold.extend(&t.threshold);
+            all.children_left.extend(&t.children_left);
+            all.children_right.extend(&t.children_right);
+            all.missing_go_to_left.extend(&t.missing_go_to_left);
+            all.value.extend(&t.value);
+            offsets.push(all.feature.len() as i64);
+        }
+        (offsets, all)
+    }
+
+    fn packed(trees: &[Tree], d: usize) -> Result<Packed> {
+        let (offsets, all) = arrays(trees);
+        pack(
+            &ForestArrays {
+                offsets: &offsets,
+                feature: &all.feature,
+                threshold: &all.threshold,
+                children_left: &all.children_left,
+                children_right: &all.children_right,
+                missing_go_to_left: &all.missing_go_to_left,
+                value: &all.value,
+            },
+            d,
+        )
+    }
+
+    /// Walk a tree the slow, obvious way.
+    fn walk(t: &Tree, row: &[f64]) -> f64 {
+        let mut i = 0usize;
+        while t.children_left[i] != TREE_LEAF {
+            let x = row[t.feature[i] as usize];
+            let left = if x.is_nan() {
+                t.missing_go_to_left[i] == 1
+            } else {
+                x <= t.threshold[i]
+            };
+            i = if left {
+                t.children_left[i]
+            } else {
+                t.children_right[i]
+            } as usize;
+        }
+        t.value[i]
+    }
+
+    #[test]
+    fn trees_are_valid_isolation_trees() {
+        let x = data(300, 4);
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(10, 256, 4), &c).unwrap();
+        for t in &trees {
+            assert_eq!(t.n_node_samples[0], 256);
+            for i in 0..t.feature.len() {
+                let l = t.children_left[i];
+                if l == TREE_LEAF {
+                    // leaf value = depth + c(n); depth <= 8
+                    let n = t.n_node_samples[i] as f64;
+                    let depth = t.value[i] - average_path_length(n);
+                    assert!(depth <= 8.0 + 1e-9 && depth >= 0.0);
+                    assert!(
+                        n == 1.0 || (depth - 8.0).abs() < 1e-9,
+                        "leaf before the limit with {n} rows"
+                    );
+                } else {
+                    let (l, r) = (l as usize, t.children_right[i] as usize);
+                    assert_eq!(r, l + 1);
+                    assert_eq!(
+                        t.n_node_samples[l] + t.n_node_samples[r],
+                        t.n_node_samples[i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_scoring_matches_plain_walk() {
+        let mut x = data(1000, 5);
+        // NaN in training and scoring rows.
+        for i in (0..1000).step_by(7) {
+            x[[i, i % 5]] = f64::NAN;
+        }
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(20, 128, 5), &c).unwrap();
+        let p = packed(&trees, 5).unwrap();
+        let sums = path_length_sums(x.view(), &p, &c).unwrap();
+        for (i, s) in sums.iter().enumerate() {
+            let row: Vec<f64> = x.row(i).to_vec();
+            let want: f64 = trees.iter().map(|t| walk(t, &row)).sum();
+            assert_eq!(*s, want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn any_node_numbering_scores_the_same() {
+        let x = data(300, 3);
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(4, 64, 3), &c).unwrap();
+        // Renumber every tree: root stays 0, the others in reverse order.
+        let shuffled: Vec<Tree> = trees
+            .iter()
+            .map(|t| {
+                let m = t.feature.len();
+                let to = |i: usize| if i == 0 { 0 } else { m - i };
+                let mut u = t.clone();
+                for i in 0..m {
+                    let j = to(i);
+                    u.feature[j] = t.feature[i];
+                    u.threshold[j] = t.threshold[i];
+                    u.missing_go_to_left[j] = t.missing_go_to_left[i];
+                    u.value[j] = t.value[i];
+                    let map = |c: i32| if c < 0 { c } else { to(c as usize) as i32 };
+                    u.children_left[j] = map(t.children_left[i]);
+                    u.children_right[j] = map(t.children_right[i]);
+                }
+                u
+            })
+            .collect();
+        let a = path_length_sums(x.view(), &packed(&trees, 3).unwrap(), &c).unwrap();
+        let b = path_length_sums(x.view(), &packed(&shuffled, 3).unwrap(), &c).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn same_forest_for_any_thread_count() {
+        let x = data(2000, 3);
+        let c = Cancel::new();
+        let p = params(30, 256, 3);
+        let a = crate::parallel::run_in_pool(1, || grow_forest(x.view(), None, &p, &c))
+            .unwrap()
+            .unwrap();
+        let b = crate::parallel::run_in_pool(2, || grow_forest(x.view(), None, &p, &c))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a, b);
+        let pk = packed(&a, 3).unwrap();
+        let s1 = crate::parallel::run_in_pool(1, || path_length_sums(x.view(), &pk, &c))
+            .unwrap()
+            .unwrap();
+        let s2 = crate::parallel::run_in_pool(2, || path_length_sums(x.view(), &pk, &c))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s1, s2);
+        // Warm start: trees 10.. of a 30-tree forest are what a second call grows.
+        let later = GrowParams {
+            first_tree: 10,
+            n_trees: 20,
+            ..p
+        };
+        let tail = grow_forest(x.view(), None, &later, &c).unwrap();
+        assert_eq!(&a[10..], &tail[..]);
+    }
+
+    #[test]
+    fn outliers_score_lower() {
+        let mut x = data(500, 2);
+        x[[0, 0]] = 10.0;
+        x[[0, 1]] = -10.0;
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(100, 256, 2), &c).unwrap();
+        let p = packed(&trees, 2).unwrap();
+        let mut s = path_length_sums(x.view(), &p, &c).unwrap();
+        scores_from_sums(&mut s, 100, 256);
+        let min = s.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert_eq!(s[0], min);
+        assert!(s.iter().all(|v| (-1.0..=0.0).contains(v)));
+    }
+
+    #[test]
+    fn constant_and_tiny_data() {
+        let c = Cancel::new();
+        // All rows equal: the root is a leaf with every row.
+        let x = Array2::<f64>::from_elem((50, 3), 1.5);
+        let trees = grow_forest(x.view(), None, &params(3, 50, 3), &c).unwrap();
+        assert!(trees.iter().all(|t| t.feature == vec![TREE_UNDEFINED]));
+        // One row.
+        let x = Array2::<f64>::from_elem((1, 2), 0.0);
+        let trees = grow_forest(x.view(), None, &params(2, 1, 2), &c).unwrap();
+        assert_eq!(trees[0].value, vec![0.0]);
+        let mut s = path_length_sums(x.view(), &packed(&trees, 2).unwrap(), &c).unwrap();
+        scores_from_sums(&mut s, 2, 1);
+        assert_eq!(s, vec![-0.5]);
+        // All NaN column and infinities do not break anything.
+        let mut x = data(64, 2);
+        for i in 0..64 {
+            x[[i, 0]] = f64::NAN;
+        }
+        x[[3, 1]] = f64::INFINITY;
+        x[[4, 1]] = f64::NEG_INFINITY;
+        let trees = grow_forest(x.view(), None, &params(5, 64, 2), &c).unwrap();
+        assert!(trees.iter().all(|t| t.feature.iter().all(|&f| f != 0)));
+        let p = packed(&trees, 2).unwrap();
+        assert!(path_length_sums(x.view(), &p, &c)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let c = Cancel::new();
+        let x = data(10, 2);
+        assert!(grow_forest(x.view(), None, &params(1, 11, 2), &c).is_err());
+        assert!(grow_forest(
+            x.view(),
+            None,
+            &GrowParams {
+                max_features: 3,
+                ..params(1, 5, 2)
+            },
+            &c
+        )
+        .is_err());
+        assert!(grow_forest(x.view(), Some(&[1.0; 3]), &params(1, 5, 2), &c).is_err());
+        let trees = grow_forest(x.view(), None, &params(2, 10, 2), &c).unwrap();
+        assert!(
+            packed(&trees, 1).is_err() || trees.iter().all(|t| t.feature.iter().all(|&f| f < 1))
+        );
+        let p = packed(&trees, 2).unwrap();
+        let wrong = data(4, 3);
+        assert!(path_length_sums(wrong.view(), &p, &c).is_err());
+        // Tampered arrays: a child pointing backwards.
+        let mut t = trees[0].clone();
+        if t.children_left.len() > 1 {
+            t.children_left[0] = 0;
+            assert!(packed(&[t], 2).is_err());
+        }
+        let cancelled = Cancel::new();
+        cancelled.cancel();
+        assert_eq!(
+            grow_forest(x.view(), None, &params(2, 10, 2), &cancelled),
+            Err(CoreError::Cancelled)
+        );
+    }
+}

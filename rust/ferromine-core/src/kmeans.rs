@@ -1,0 +1,1443 @@
+//! k-means: Lloyd iterations over a fused distance / argmin / centre-sum pass,
+//! greedy k-means++ seeding, and the helpers `predict`, `score` and
+//! `transform` need.
+//!
+//! Accuracy: distances use `||c||^2 - 2 x.c` (the argmin does not need
+//! `||x||^2`), which cancels badly far from the origin. As scikit-learn does,
+//! every kernel works on shifted coordinates `x - s` (the caller passes `s`,
+//! the column means of X during fit), so the expansion is as accurate as
+//! sklearn's. Centre sums, weights, potentials and inertia are f64; the
+//! distance micro-kernel runs in X's dtype.
+//!
+//! Determinism: rows are cut into chunks of [`CHUNK`] rows and chunks into
+//! groups whose size depends only on (n, k, d). Each group is reduced
+//! sequentially by one task; group partials are summed in group order. So the
+//! result is bit-identical for any thread count.
+
+// The micro-kernels index fixed-size register tiles on purpose: LLVM keeps
+// them in vector registers.
+#![allow(clippy::needless_range_loop)]
+
+use std::ops::{Add, Mul, Sub};
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::parallel::Cancel;
+
+/// Rows per chunk: the unit of packing and cancellation (sklearn's Lloyd uses 256 too).
+pub const CHUNK: usize = 256;
+/// Rows per micro-kernel block.
+const MR: usize = 4;
+/// Upper bound on the memory held by per-group centre sums.
+const GROUP_SUMS_BYTES: usize = 256 << 20;
+/// At most this many groups: enough to balance a few dozen threads.
+const MAX_GROUPS: usize = 64;
+
+/// The float types X may have. Arithmetic of the micro-kernel runs in `Self`.
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+{
+    const ZERO: Self;
+    const INFINITY: Self;
+    /// Centre panel width of the micro-kernel (two AVX2 registers).
+    const NR: usize;
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// The micro-kernel with AVX2+FMA intrinsics (same result as [`micro`]
+    /// with FMA).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn micro_avx2<const NR: usize>(
+        xs: &[Self],
+        d: usize,
+        panel: &[Self],
+        acc: &mut [[Self; NR]; MR],
+    );
+    /// Fold `norms - 2 * acc` of one panel into the per-lane running argmin
+    /// (strict `<`), with AVX2 compares and blends.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn argmin_update_avx2<const NR: usize>(
+        acc: &[[Self; NR]; MR],
+        norms: &[Self],
+        panel_no: Self,
+        best: &mut [[Self; NR]; MR],
+        bpanel: &mut [[Self; NR]; MR],
+    );
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const INFINITY: Self = f64::INFINITY;
+    const NR: usize = 8;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro_avx2<const NR: usize>(
+        xs: &[f64],
+        d: usize,
+        panel: &[f64],
+        acc: &mut [[f64; NR]; MR],
+    ) {
+        use std::arch::x86_64::*;
+        // Two registers of 4 lanes per row; anything else takes the portable path.
+        if NR != 2 * 4 || xs.len() < MR * d || panel.len() < d * NR {
+            *acc = micro::<f64, NR, true>(xs, d, panel);
+            return;
+        }
+        let mut a = [[_mm256_setzero_pd(); 2]; MR];
+        let (x, c) = (xs.as_ptr(), panel.as_ptr());
+        for p in 0..d {
+            // SAFETY: p < d, i < MR and the lengths were checked above.
+            let c0 = _mm256_loadu_pd(c.add(p * NR));
+            let c1 = _mm256_loadu_pd(c.add(p * NR + 4));
+            for i in 0..MR {
+                let b = _mm256_set1_pd(*x.add(i * d + p));
+                a[i][0] = _mm256_fmadd_pd(b, c0, a[i][0]);
+                a[i][1] = _mm256_fmadd_pd(b, c1, a[i][1]);
+            }
+        }
+        for i in 0..MR {
+            _mm256_storeu_pd(acc[i].as_mut_ptr(), a[i][0]);
+            _mm256_storeu_pd(acc[i].as_mut_ptr().add(4), a[i][1]);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn argmin_update_avx2<const NR: usize>(
+        acc: &[[f64; NR]; MR],
+        norms: &[f64],
+        panel_no: f64,
+        best: &mut [[f64; NR]; MR],
+        bpanel: &mut [[f64; NR]; MR],
+    ) {
+        use std::arch::x86_64::*;
+        if NR != 2 * 4 || norms.len() < NR {
+            argmin_update_scalar(acc, norms, panel_no, best, bpanel);
+            return;
+        }
+        let two = _mm256_set1_pd(2.0);
+        let pt = _mm256_set1_pd(panel_no);
+        for h in 0..2 {
+            // SAFETY: h * 4 + 4 <= NR, and norms.len() >= NR was checked.
+            let nv = _mm256_loadu_pd(norms.as_ptr().add(h * 4));
+            for i in 0..MR {
+                let av = _mm256_loadu_pd(acc[i].as_ptr().add(h * 4));
+                // norms - 2 * acc: 2 * acc is exact, so fusing does not change the rounding.
+                let dist = _mm256_fnmadd_pd(two, av, nv);
+                let bv = _mm256_loadu_pd(best[i].as_ptr().add(h * 4));
+                let pv = _mm256_loadu_pd(bpanel[i].as_ptr().add(h * 4));
+                let lt = _mm256_cmp_pd::<_CMP_LT_OQ>(dist, bv);
+                _mm256_storeu_pd(
+                    best[i].as_mut_ptr().add(h * 4),
+                    _mm256_blendv_pd(bv, dist, lt),
+                );
+                _mm256_storeu_pd(
+                    bpanel[i].as_mut_ptr().add(h * 4),
+                    _mm256_blendv_pd(pv, pt, lt),
+                );
+            }
+        }
+    }
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const INFINITY: Self = f32::INFINITY;
+    const NR: usize = 16;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro_avx2<const NR: usize>(
+        xs: &[f32],
+        d: usize,
+        panel: &[f32],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        use std::arch::x86_64::*;
+        // Two registers of 8 lanes per row; anything else takes the portable path.
+        if NR != 2 * 8 || xs.len() < MR * d || panel.len() < d * NR {
+            *acc = micro::<f32, NR, true>(xs, d, panel);
+            return;
+        }
+        let mut a = [[_mm256_setzero_ps(); 2]; MR];
+        let (x, c) = (xs.as_ptr(), panel.as_ptr());
+        for p in 0..d {
+            // SAFETY: p < d, i < MR and the lengths were checked above.
+            let c0 = _mm256_loadu_ps(c.add(p * NR));
+            let c1 = _mm256_loadu_ps(c.add(p * NR + 8));
+            for i in 0..MR {
+                let b = _mm256_set1_ps(*x.add(i * d + p));
+                a[i][0] = _mm256_fmadd_ps(b, c0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(b, c1, a[i][1]);
+            }
+        }
+        for i in 0..MR {
+            _mm256_storeu_ps(acc[i].as_mut_ptr(), a[i][0]);
+            _mm256_storeu_ps(acc[i].as_mut_ptr().add(8), a[i][1]);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn argmin_update_avx2<const NR: usize>(
+        acc: &[[f32; NR]; MR],
+        norms: &[f32],
+        panel_no: f32,
+        best: &mut [[f32; NR]; MR],
+        bpanel: &mut [[f32; NR]; MR],
+    ) {
+        use std::arch::x86_64::*;
+        if NR != 2 * 8 || norms.len() < NR {
+            argmin_update_scalar(acc, norms, panel_no, best, bpanel);
+            return;
+        }
+        let two = _mm256_set1_ps(2.0);
+        let pt = _mm256_set1_ps(panel_no);
+        for h in 0..2 {
+            // SAFETY: h * 8 + 8 <= NR, and norms.len() >= NR was checked.
+            let nv = _mm256_loadu_ps(norms.as_ptr().add(h * 8));
+            for i in 0..MR {
+                let av = _mm256_loadu_ps(acc[i].as_ptr().add(h * 8));
+                // norms - 2 * acc: 2 * acc is exact, so fusing does not change the rounding.
+                let dist = _mm256_fnmadd_ps(two, av, nv);
+                let bv = _mm256_loadu_ps(best[i].as_ptr().add(h * 8));
+                let pv = _mm256_loadu_ps(bpanel[i].as_ptr().add(h * 8));
+                let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(dist, bv);
+                _mm256_storeu_ps(
+                    best[i].as_mut_ptr().add(h * 8),
+                    _mm256_blendv_ps(bv, dist, lt),
+                );
+                _mm256_storeu_ps(
+                    bpanel[i].as_mut_ptr().add(h * 8),
+                    _mm256_blendv_ps(pv, pt, lt),
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small deterministic RNG (SplitMix64): one stream per (seed, run).
+
+/// SplitMix64: tiny, fast and good enough to draw seeding candidates.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        let mut s = SplitMix64(seed ^ stream.wrapping_mul(0xD134_2543_DE82_EF95));
+        s.next_u64();
+        s
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Input checks shared by every entry point.
+
+fn check_dims<T>(
+    x: &ArrayView2<T>,
+    shift: &[f64],
+    weights: Option<&[f64]>,
+) -> Result<(usize, usize)> {
+    let (n, d) = x.dim();
+    if n == 0 {
+        return Err(CoreError::invalid(
+            "Found array with 0 sample(s) (shape=(0, d)) while a minimum of 1 is required",
+        ));
+    }
+    if d == 0 {
+        return Err(CoreError::invalid(
+            "Found array with 0 feature(s) while a minimum of 1 is required",
+        ));
+    }
+    if shift.len() != d {
+        return Err(CoreError::invalid(format!(
+            "shift has {} values but X has {d} features",
+            shift.len()
+        )));
+    }
+    if let Some(w) = weights {
+        if w.len() != n {
+            return Err(CoreError::invalid(format!(
+                "sample_weight has {} values but X has {n} samples",
+                w.len()
+            )));
+        }
+    }
+    Ok((n, d))
+}
+
+fn check_centers(len: usize, k: usize, d: usize) -> Result<()> {
+    if k == 0 {
+        return Err(CoreError::invalid("n_clusters must be >= 1"));
+    }
+    if len != k * d {
+        return Err(CoreError::invalid(format!(
+            "centers hold {len} values, expected n_clusters * n_features = {k} * {d}"
+        )));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Packing.
+
+/// Centres (shifted, in X's dtype) packed for the micro-kernel: panels of
+/// `NR` centres, each stored feature-major (`d` rows of `NR` values), plus
+/// their squared norms; padding centres have norm +inf so they never win.
+pub struct Panels<T> {
+    pub k: usize,
+    pub d: usize,
+    nr: usize,
+    data: Vec<T>,
+    norms: Vec<T>,
+}
+
+impl<T: Float> Panels<T> {
+    /// `centers`: k x d row-major, already shifted, f64.
+    pub fn new(centers: &[f64], k: usize, d: usize) -> Self {
+        let nr = T::NR;
+        let n_panels = k.div_ceil(nr);
+        let mut data = vec![T::ZERO; n_panels * d * nr];
+        let mut norms = vec![T::INFINITY; n_panels * nr];
+        for (j, c) in centers.chunks_exact(d).enumerate().take(k) {
+            let (p, jj) = (j / nr, j % nr);
+            let mut norm = 0.0f64;
+            for (f, &v) in c.iter().enumerate() {
+                let t = T::from_f64(v);
+                data[(p * d + f) * nr + jj] = t;
+                norm += t.to_f64() * t.to_f64();
+            }
+            norms[p * nr + jj] = T::from_f64(norm);
+        }
+        Panels {
+            k,
+            d,
+            nr,
+            data,
+            norms,
+        }
+    }
+}
+
+/// Rows `r0..r1` of X, shifted and converted to the compute type, row-major,
+/// zero-padded to a multiple of `MR` rows.
+fn pack_rows<T: Float>(x: &ArrayView2<T>, r0: usize, r1: usize, shift: &[f64], buf: &mut Vec<T>) {
+    let d = shift.len();
+    let rows = r1 - r0;
+    let padded = rows.div_ceil(MR) * MR;
+    buf.clear();
+    buf.resize(padded * d, T::ZERO);
+    for (i, dst) in buf.chunks_exact_mut(d).take(rows).enumerate() {
+        let row = x.row(r0 + i);
+        match row.as_slice() {
+            Some(src) => {
+                for ((o, &v), &s) in dst.iter_mut().zip(src).zip(shift) {
+                    *o = T::from_f64(v.to_f64() - s);
+                }
+            }
+            None => {
+                for ((o, &v), &s) in dst.iter_mut().zip(row.iter()).zip(shift) {
+                    *o = T::from_f64(v.to_f64() - s);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The distance micro-kernel, compiled twice: baseline x86-64 and AVX2+FMA.
+
+/// `acc[i][j] = sum_p x[i][p] * panel[p][j]` for `MR` packed rows.
+#[inline(always)]
+fn micro<T: Float, const NR: usize, const FMA: bool>(
+    xs: &[T],
+    d: usize,
+    panel: &[T],
+) -> [[T; NR]; MR] {
+    let mut acc = [[T::ZERO; NR]; MR];
+    let rows: [&[T]; MR] = std::array::from_fn(|i| &xs[i * d..(i + 1) * d]);
+    for (p, c) in panel.chunks_exact(NR).enumerate().take(d) {
+        let c: &[T; NR] = match c.try_into() {
+            Ok(c) => c,
+            Err(_) => return acc,
+        };
+        for i in 0..MR {
+            let a = rows[i][p];
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    a.mul_add(c[j], acc[i][j])
+                } else {
+                    a * c[j] + acc[i][j]
+                };
+            }
+        }
+    }
+    acc
+}
+
+/// Portable version of [`Float::argmin_update_avx2`].
+#[inline(always)]
+fn argmin_update_scalar<T: Float, const NR: usize>(
+    acc: &[[T; NR]; MR],
+    norms: &[T],
+    pt: T,
+    best: &mut [[T; NR]; MR],
+    bpanel: &mut [[T; NR]; MR],
+) {
+    let two = T::from_f64(2.0);
+    for i in 0..MR {
+        for (j, &nj) in norms.iter().enumerate().take(NR) {
+            let dist = nj - two * acc[i][j];
+            if dist < best[i][j] {
+                best[i][j] = dist;
+                bpanel[i][j] = pt;
+            }
+        }
+    }
+}
+
+/// The micro-kernel: intrinsics when compiled for AVX2+FMA, else portable.
+#[inline(always)]
+fn micro_any<T: Float, const NR: usize, const FMA: bool>(
+    xs: &[T],
+    d: usize,
+    panel: &[T],
+) -> [[T; NR]; MR] {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        let mut acc = [[T::ZERO; NR]; MR];
+        // SAFETY: FMA = true only inside functions compiled with AVX2+FMA,
+        // which run only after the features were detected.
+        unsafe { T::micro_avx2::<NR>(xs, d, panel, &mut acc) };
+        return acc;
+    }
+    micro::<T, NR, FMA>(xs, d, panel)
+}
+
+/// For each packed row, the closest centre (lowest index on ties) by the
+/// `||c||^2 - 2 x.c` score. `xs` holds `labels.len()` rows padded to `MR`.
+///
+/// The argmin is kept per lane (lane `j` sees centres `j, j + NR, ...` in
+/// order, strict `<`), branch-free so it stays in vector registers; lanes are
+/// merged at the end by (score, index), which equals a sequential scan.
+#[inline(always)]
+fn argmin_rows<T: Float, const NR: usize, const FMA: bool>(
+    xs: &[T],
+    panels: &Panels<T>,
+    labels: &mut [i32],
+) {
+    let d = panels.d;
+    let rows = labels.len();
+    for (b, block) in xs.chunks_exact(MR * d).enumerate() {
+        let mut best = [[T::INFINITY; NR]; MR];
+        // Panel number per lane, as T so the select vectorises with the scores.
+        let mut bpanel = [[T::ZERO; NR]; MR];
+        for (p, (panel, norms)) in panels
+            .data
+            .chunks_exact(d * NR)
+            .zip(panels.norms.chunks_exact(NR))
+            .enumerate()
+        {
+            let acc = micro_any::<T, NR, FMA>(block, d, panel);
+            let pt = T::from_f64(p as f64);
+            #[cfg(target_arch = "x86_64")]
+            if FMA {
+                // SAFETY: FMA = true only in code compiled for (and run on) AVX2+FMA.
+                unsafe { T::argmin_update_avx2(&acc, norms, pt, &mut best, &mut bpanel) };
+                continue;
+            }
+            argmin_update_scalar(&acc, norms, pt, &mut best, &mut bpanel);
+        }
+        for i in 0..MR {
+            // Branch-free lane merge (random data makes branches mispredict):
+            // the smallest score, then the lowest centre index holding it.
+            let bd = best[i]
+                .iter()
+                .fold(T::INFINITY, |m, &v| if v < m { v } else { m });
+            let mut bi = usize::MAX;
+            for j in 0..NR {
+                let idx = bpanel[i][j].to_f64() as u32 as usize * NR + j;
+                let cand = if best[i][j] == bd { idx } else { usize::MAX };
+                bi = bi.min(cand);
+            }
+            // All scores infinite (cannot happen for finite input): centre 0.
+            let bi = if bd == T::INFINITY { 0 } else { bi };
+            if let Some(l) = labels.get_mut(b * MR + i) {
+                *l = bi.min(panels.k.saturating_sub(1)) as i32;
+            }
+        }
+        if (b + 1) * MR >= rows {
+            break;
+        }
+    }
+}
+
+/// For each packed row and each centre of the (single) panel, the squared
+/// distance `||x||^2 + ||c||^2 - 2 x.c` (clamped at 0), in f64.
+#[inline(always)]
+fn sqdist_rows<T: Float, const NR: usize, const FMA: bool>(
+    xs: &[T],
+    xnorms: &[f64],
+    panels: &Panels<T>,
+    out: &mut [[f64; NR]],
+) {
+    let d = panels.d;
+    let (panel, norms) = (&panels.data[..d * NR], &panels.norms[..NR]);
+    for (b, block) in xs.chunks_exact(MR * d).enumerate() {
+        let acc = micro_any::<T, NR, FMA>(block, d, panel);
+        for i in 0..MR {
+            let r = b * MR + i;
+            if let (Some(o), Some(&xn)) = (out.get_mut(r), xnorms.get(r)) {
+                for j in 0..NR {
+                    o[j] = (xn + norms[j].to_f64() - 2.0 * acc[i][j].to_f64()).max(0.0);
+                }
+            }
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($name:ident, $avx:ident, $generic:ident, ($($arg:ident : $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx<T: Float, const NR: usize>($($arg: $ty),*) {
+            $generic::<T, NR, true>($($arg),*)
+        }
+        fn $name<T: Float, const NR: usize>(simd: bool, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
+                return unsafe { $avx::<T, NR>($($arg),*) };
+            }
+            let _ = simd;
+            $generic::<T, NR, false>($($arg),*)
+        }
+    };
+}
+
+dispatch!(argmin_dispatch, argmin_avx2, argmin_rows, (xs: &[T], panels: &Panels<T>, labels: &mut [i32]));
+dispatch!(sqdist_dispatch, sqdist_avx2, sqdist_rows,
+    (xs: &[T], xnorms: &[f64], panels: &Panels<T>, out: &mut [[f64; NR]]));
+
+/// Whether the AVX2+FMA kernels can run on this CPU.
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn argmin_packed<T: Float>(simd: bool, xs: &[T], panels: &Panels<T>, labels: &mut [i32]) {
+    match panels.nr {
+        8 => argmin_dispatch::<T, 8>(simd, xs, panels, labels),
+        _ => argmin_dispatch::<T, 16>(simd, xs, panels, labels),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Row partition.
+
+/// Rows per group: a multiple of `CHUNK` that depends only on (n, k, d).
+pub fn group_rows(n: usize, k: usize, d: usize) -> usize {
+    let n_chunks = n.div_ceil(CHUNK).max(1);
+    let per_group_bytes = (k * d + k).max(1) * 8;
+    let max_by_mem = (GROUP_SUMS_BYTES / per_group_bytes).max(1);
+    let groups = n_chunks.min(MAX_GROUPS).min(max_by_mem).max(1);
+    n_chunks.div_ceil(groups) * CHUNK
+}
+
+// ---------------------------------------------------------------------------
+// Lloyd.
+
+/// Weighted centre sums and weights of one Lloyd pass (shifted coordinates).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LloydStats {
+    pub sums: Vec<f64>,
+    pub weights: Vec<f64>,
+}
+
+/// One E-step (and, with `update`, the centre sums of the M-step) over all
+/// rows: writes `labels`, returns the weighted sums per cluster.
+/// `centers` are shifted (x - shift), k x d row-major.
+#[allow(clippy::too_many_arguments)]
+pub fn lloyd_pass<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    centers: &[f64],
+    k: usize,
+    labels: &mut [i32],
+    update: bool,
+    cancel: &Cancel,
+) -> Result<LloydStats> {
+    let (n, d) = check_dims(x, shift, weights)?;
+    check_centers(centers.len(), k, d)?;
+    if labels.len() != n {
+        return Err(CoreError::Internal(
+            "labels buffer has the wrong length".into(),
+        ));
+    }
+    let panels = Panels::<T>::new(centers, k, d);
+    let simd = simd_available();
+    let g_rows = group_rows(n, k, d);
+    let partials: Vec<LloydStats> = labels
+        .par_chunks_mut(g_rows)
+        .enumerate()
+        .map(|(g, glabels)| {
+            let mut stats = LloydStats {
+                sums: if update { vec![0.0; k * d] } else { Vec::new() },
+                weights: if update { vec![0.0; k] } else { Vec::new() },
+            };
+            let mut buf = Vec::new();
+            let g0 = g * g_rows;
+            for (c, clabels) in glabels.chunks_mut(CHUNK).enumerate() {
+                cancel.check()?;
+                let r0 = g0 + c * CHUNK;
+                let r1 = r0 + clabels.len();
+                pack_rows(x, r0, r1, shift, &mut buf);
+                argmin_packed(simd, &buf, &panels, clabels);
+                if update {
+                    for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
+                        let w = weights.map_or(1.0, |w| w[r0 + i]);
+                        let l = l as usize;
+                        stats.weights[l] += w;
+                        for (s, &v) in stats.sums[l * d..(l + 1) * d].iter_mut().zip(xr) {
+                            *s += v.to_f64() * w;
+                        }
+                    }
+                }
+            }
+            Ok(stats)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut total = LloydStats {
+        sums: vec![0.0; if update { k * d } else { 0 }],
+        weights: vec![0.0; if update { k } else { 0 }],
+    };
+    if update {
+        // Fixed order: group 0, 1, 2, ... for every element.
+        total
+            .sums
+            .par_chunks_mut(d)
+            .zip(total.weights.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (s, w))| {
+                for p in &partials {
+                    for (a, &b) in s.iter_mut().zip(&p.sums[j * d..(j + 1) * d]) {
+                        *a += b;
+                    }
+                    *w += p.weights[j];
+                }
+            });
+    }
+    Ok(total)
+}
+
+/// Squared distance of each row (shifted) to the centre of its label, f64.
+fn label_distances<T: Float>(
+    x: &ArrayView2<T>,
+    shift: &[f64],
+    centers: &[f64],
+    labels: &[i32],
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let d = shift.len();
+    let mut out = vec![0.0; labels.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .enumerate()
+        .try_for_each(|(c, (o, l))| {
+            cancel.check()?;
+            for (i, (o, &l)) in o.iter_mut().zip(l).enumerate() {
+                let row = x.row(c * CHUNK + i);
+                let cen = centers
+                    .get(l as usize * d..(l as usize + 1) * d)
+                    .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
+                *o = row
+                    .iter()
+                    .zip(shift)
+                    .zip(cen)
+                    .map(|((&v, &s), &m)| {
+                        let t = v.to_f64() - s - m;
+                        t * t
+                    })
+                    .sum();
+            }
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// sklearn's empty-cluster relocation: each empty cluster takes one of the
+/// points farthest from their current centre (farthest first, lower index on
+/// ties); the point's weighted row moves from its old cluster's sum to the
+/// empty one. Nothing happens when every point sits on its centre.
+#[allow(clippy::too_many_arguments)]
+pub fn relocate_empty<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    old_centers: &[f64],
+    labels: &[i32],
+    stats: &mut LloydStats,
+    cancel: &Cancel,
+) -> Result<usize> {
+    let d = shift.len();
+    let empty: Vec<usize> = (0..stats.weights.len())
+        .filter(|&j| stats.weights[j] == 0.0)
+        .collect();
+    if empty.is_empty() {
+        return Ok(0);
+    }
+    let dist = label_distances(x, shift, old_centers, labels, cancel)?;
+    if dist.iter().all(|&v| v == 0.0) {
+        return Ok(0);
+    }
+    let mut order: Vec<usize> = (0..dist.len()).collect();
+    let m = empty.len().min(order.len());
+    // Top-m by distance (descending), ties by index.
+    let cmp = |a: &usize, b: &usize| dist[*b].total_cmp(&dist[*a]).then(a.cmp(b));
+    if m < order.len() {
+        order.select_nth_unstable_by(m, cmp);
+        order.truncate(m);
+    }
+    order.sort_by(cmp);
+    for (&new_id, &far) in empty.iter().zip(&order) {
+        let w = weights.map_or(1.0, |w| w[far]);
+        let old_id = labels[far] as usize;
+        let row = x.row(far);
+        for (f, (&v, &s)) in row.iter().zip(shift).enumerate() {
+            let val = T::from_f64(v.to_f64() - s).to_f64() * w;
+            stats.sums[old_id * d + f] -= val;
+            stats.sums[new_id * d + f] = val;
+        }
+        stats.weights[new_id] = w;
+        stats.weights[old_id] -= w;
+    }
+    Ok(m)
+}
+
+/// Turn sums into means (sklearn multiplies by 1/w). Clusters still empty go
+/// to the heaviest cluster's mean.
+pub fn average_centers(stats: &LloydStats, d: usize) -> Vec<f64> {
+    let k = stats.weights.len();
+    let mut out = stats.sums.clone();
+    for j in 0..k {
+        let w = stats.weights[j];
+        if w > 0.0 {
+            let a = 1.0 / w;
+            for v in &mut out[j * d..(j + 1) * d] {
+                *v *= a;
+            }
+        }
+    }
+    let mut heaviest = 0;
+    for j in 0..k {
+        if stats.weights[j] > stats.weights[heaviest] {
+            heaviest = j;
+        }
+    }
+    for j in 0..k {
+        if stats.weights[j] <= 0.0 && j != heaviest {
+            let src: Vec<f64> = out[heaviest * d..(heaviest + 1) * d].to_vec();
+            out[j * d..(j + 1) * d].copy_from_slice(&src);
+        }
+    }
+    out
+}
+
+/// The outcome of one k-means run.
+#[derive(Debug, Clone)]
+pub struct KMeansRun<T> {
+    /// k x d, original coordinates, X's dtype.
+    pub centers: Vec<T>,
+    pub labels: Vec<i32>,
+    pub inertia: f64,
+    pub n_iter: usize,
+    /// Labels stopped changing (sklearn's strict convergence).
+    pub strict: bool,
+}
+
+/// Lloyd's algorithm from `init` (k x d, original coordinates) with
+/// sklearn's stopping rules: stop when the labels repeat (strict
+/// convergence) or when the squared centre shift is `<= tol` (absolute).
+/// Then one more E-step with the final centres recomputes labels and inertia,
+/// exactly as [`assign`] does, so `predict(X_train) == labels`.
+#[allow(clippy::too_many_arguments)]
+pub fn lloyd<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    init: &[T],
+    k: usize,
+    shift: &[f64],
+    max_iter: usize,
+    tol: f64,
+    cancel: &Cancel,
+) -> Result<KMeansRun<T>> {
+    let (n, d) = check_dims(x, shift, weights)?;
+    check_centers(init.len(), k, d)?;
+    if max_iter == 0 {
+        return Err(CoreError::invalid("max_iter must be >= 1"));
+    }
+    let mut centers: Vec<f64> = init
+        .chunks_exact(d)
+        .flat_map(|c| {
+            c.iter()
+                .zip(shift)
+                .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+        })
+        .collect();
+    let mut labels = vec![-1i32; n];
+    let mut labels_old = vec![-1i32; n];
+    let mut strict = false;
+    let mut n_iter = 0;
+    for it in 0..max_iter {
+        n_iter = it + 1;
+        let mut stats = lloyd_pass(x, weights, shift, &centers, k, &mut labels, true, cancel)?;
+        relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?;
+        let new_centers = average_centers(&stats, d);
+        let shift_tot: f64 = centers
+            .iter()
+            .zip(&new_centers)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        centers = new_centers;
+        if labels == labels_old {
+            strict = true;
+            break;
+        }
+        if shift_tot <= tol {
+            break;
+        }
+        labels_old.copy_from_slice(&labels);
+    }
+    let out: Vec<T> = centers
+        .chunks_exact(d)
+        .flat_map(|c| c.iter().zip(shift).map(|(&v, &s)| T::from_f64(v + s)))
+        .collect();
+    let pshift = centers_mean(&out, k, d);
+    let (labels, inertia) = assign(x, weights, &out, k, &pshift, true, cancel)?;
+    Ok(KMeansRun {
+        centers: out,
+        labels,
+        inertia,
+        n_iter,
+        strict,
+    })
+}
+
+/// Column means of the centres: the shift [`assign`] uses after fitting.
+pub fn centers_mean<T: Float>(centers: &[T], k: usize, d: usize) -> Vec<f64> {
+    let mut m = vec![0.0; d];
+    for c in centers.chunks_exact(d).take(k) {
+        for (a, &v) in m.iter_mut().zip(c) {
+            *a += v.to_f64();
+        }
+    }
+    m.iter_mut().for_each(|v| *v /= k.max(1) as f64);
+    m
+}
+
+/// Closest centre of every row and (if `with_inertia`) the weighted sum of
+/// squared distances to it, computed exactly as `sum (x - c)^2` in f64.
+/// `centers` in original coordinates; `shift` only steers accuracy.
+pub fn assign<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    centers: &[T],
+    k: usize,
+    shift: &[f64],
+    with_inertia: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<i32>, f64)> {
+    let (n, d) = check_dims(x, shift, weights)?;
+    check_centers(centers.len(), k, d)?;
+    let shifted: Vec<f64> = centers
+        .chunks_exact(d)
+        .flat_map(|c| c.iter().zip(shift).map(|(&v, &s)| v.to_f64() - s))
+        .collect();
+    let mut labels = vec![0i32; n];
+    lloyd_pass(x, weights, shift, &shifted, k, &mut labels, false, cancel)?;
+    let inertia = if with_inertia {
+        inertia(x, weights, centers, &labels, cancel)?
+    } else {
+        0.0
+    };
+    Ok((labels, inertia))
+}
+
+/// `sum_i w_i ||x_i - c_{label_i}||^2` in f64, fixed-order chunk reduction.
+pub fn inertia<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    centers: &[T],
+    labels: &[i32],
+    cancel: &Cancel,
+) -> Result<f64> {
+    let d = x.ncols();
+    let parts: Vec<f64> = labels
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, l)| {
+            cancel.check()?;
+            let mut acc = 0.0;
+            for (i, &l) in l.iter().enumerate() {
+                let r = c * CHUNK + i;
+                let cen = centers
+                    .get(l as usize * d..(l as usize + 1) * d)
+                    .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
+                let s: f64 = x
+                    .row(r)
+                    .iter()
+                    .zip(cen)
+                    .map(|(&a, &b)| {
+                        let t = a.to_f64() - b.to_f64();
+                        t * t
+                    })
+                    .sum();
+                acc += weights.map_or(1.0, |w| w[r]) * s;
+            }
+            Ok(acc)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(parts.iter().sum())
+}
+
+/// Euclidean distance of every row to every centre (n x k, row-major),
+/// computed as `sqrt(sum (x - c)^2)` in f64 and returned in X's dtype.
+pub fn transform<T: Float>(
+    x: &ArrayView2<T>,
+    centers: &[T],
+    k: usize,
+    cancel: &Cancel,
+) -> Result<Vec<T>> {
+    let (n, d) = x.dim();
+    check_centers(centers.len(), k, d)?;
+    let mut out = vec![T::ZERO; n * k];
+    out.par_chunks_mut(CHUNK * k)
+        .enumerate()
+        .try_for_each(|(c, o)| {
+            cancel.check()?;
+            for (i, orow) in o.chunks_exact_mut(k).enumerate() {
+                let row = x.row(c * CHUNK + i);
+                for (dst, cen) in orow.iter_mut().zip(centers.chunks_exact(d)) {
+                    let s: f64 = row
+                        .iter()
+                        .zip(cen)
+                        .map(|(&a, &b)| {
+                            let t = a.to_f64() - b.to_f64();
+                            t * t
+                        })
+                        .sum();
+                    *dst = T::from_f64(s.sqrt());
+                }
+            }
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// Column means and (population) variances of X in f64, two passes with
+/// fixed-order chunk reductions: independent of memory layout and threads.
+/// The means are the shift of [`lloyd`]; the variances give sklearn's
+/// tolerance (`tol * mean(var)`).
+pub fn column_stats<T: Float>(x: &ArrayView2<T>, cancel: &Cancel) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (n, d) = x.dim();
+    if n == 0 || d == 0 {
+        return Err(CoreError::invalid(
+            "X must have at least one sample and one feature",
+        ));
+    }
+    let pass = |center: Option<&[f64]>| -> Result<Vec<f64>> {
+        let parts: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                cancel.check()?;
+                let mut acc = vec![0.0; d];
+                for r in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                    for (a, (f, &v)) in acc.iter_mut().zip(x.row(r).iter().enumerate()) {
+                        let v = v.to_f64();
+                        *a += match center {
+                            Some(m) => (v - m[f]) * (v - m[f]),
+                            None => v,
+                        };
+                    }
+                }
+                Ok(acc)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut tot = vec![0.0; d];
+        for p in &parts {
+            for (a, b) in tot.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        tot.iter_mut().for_each(|v| *v /= n as f64);
+        Ok(tot)
+    };
+    let mean = pass(None)?;
+    let var = pass(Some(&mean))?;
+    Ok((mean, var))
+}
+
+// ---------------------------------------------------------------------------
+// k-means++.
+
+/// Index `i` of the first row whose running sum of `mass` reaches `target`
+/// (numpy's `searchsorted(cumsum(mass), target)`), using per-chunk totals to
+/// skip whole chunks. Clipped to the last row.
+fn search_mass(chunk_totals: &[f64], mass: &[f64], target: f64) -> usize {
+    let mut acc = 0.0;
+    for (c, &t) in chunk_totals.iter().enumerate() {
+        if acc + t >= target {
+            for (i, &m) in mass[c * CHUNK..].iter().take(CHUNK).enumerate() {
+                acc += m;
+                if acc >= target {
+                    return c * CHUNK + i;
+                }
+            }
+            // Rounding between the chunk total and the row sums: keep walking.
+            continue;
+        }
+        acc += t;
+    }
+    mass.len().saturating_sub(1)
+}
+
+/// Greedy k-means++ (sklearn's `_kmeans_plusplus`): first centre drawn with
+/// p ~ w; each next centre draws `n_trials` candidates with p ~ w * D^2 and
+/// keeps the one minimising the potential `sum w * min D^2`. Returns the
+/// chosen row indices. Distances use the expansion on shifted rows.
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_plusplus<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    k: usize,
+    n_trials: usize,
+    shift: &[f64],
+    seed: u64,
+    stream: u64,
+    cancel: &Cancel,
+) -> Result<Vec<usize>> {
+    let (n, d) = check_dims(x, shift, weights)?;
+    if k == 0 || k > n {
+        return Err(CoreError::invalid(format!(
+            "n_samples={n} should be >= n_clusters={k}."
+        )));
+    }
+    let n_trials = n_trials.clamp(1, T::NR);
+    let simd = simd_available();
+    let mut rng = SplitMix64::new(seed, stream);
+    let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let shifted_row = |i: usize| -> Vec<f64> {
+        x.row(i)
+            .iter()
+            .zip(shift)
+            .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+            .collect()
+    };
+
+    // First centre: p ~ w.
+    let first = {
+        let total: f64 = (0..n).map(w_at).sum();
+        let target = rng.uniform() * total;
+        let mut acc = 0.0;
+        let mut pick = n - 1;
+        for i in 0..n {
+            acc += w_at(i);
+            if acc > target {
+                pick = i;
+                break;
+            }
+        }
+        pick
+    };
+    let mut chosen = vec![first];
+
+    // Per chunk: distances of its rows to every candidate, per-candidate
+    // potentials; `closest` (n) holds min D^2 to the chosen centres.
+    let mut closest = vec![f64::INFINITY; n];
+    let mut xnorms = vec![0.0f64; n];
+    let n_chunks = n.div_ceil(CHUNK);
+    // Squared norms of the shifted rows, once.
+    xnorms
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, o)| {
+            cancel.check()?;
+            let mut buf = Vec::new();
+            pack_rows(x, c * CHUNK, c * CHUNK + o.len(), shift, &mut buf);
+            for (v, r) in o.iter_mut().zip(buf.chunks_exact(d)) {
+                *v = r.iter().map(|&a| a.to_f64() * a.to_f64()).sum();
+            }
+            Ok::<(), CoreError>(())
+        })?;
+
+    // Evaluate candidates: returns per-candidate potential; when `commit`,
+    // also folds candidate 0 into `closest` and returns per-chunk masses.
+    let eval =
+        |cands: &[usize], closest: &mut [f64], commit: bool| -> Result<(Vec<f64>, Vec<f64>)> {
+            let cvals: Vec<f64> = cands.iter().flat_map(|&i| shifted_row(i)).collect();
+            let panels = Panels::<T>::new(&cvals, cands.len(), d);
+            let t = cands.len();
+            let parts: Vec<(Vec<f64>, f64)> = closest
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .map(|(c, cl)| {
+                    cancel.check()?;
+                    let r0 = c * CHUNK;
+                    let mut buf = Vec::new();
+                    pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
+                    let xn = &xnorms[r0..r0 + cl.len()];
+                    let mut pots = vec![0.0; t];
+                    let mut mass = 0.0;
+                    let mut handle = |dist: &[f64], i: usize, cl: &mut f64| {
+                        let w = w_at(r0 + i);
+                        for (p, &dd) in pots.iter_mut().zip(dist) {
+                            *p += w * dd.min(*cl);
+                        }
+                        if commit {
+                            *cl = dist[0].min(*cl);
+                            mass += w * *cl;
+                        }
+                    };
+                    if panels.nr == 8 {
+                        let mut out = vec![[0.0f64; 8]; cl.len()];
+                        sqdist_dispatch::<T, 8>(simd, &buf, xn, &panels, &mut out);
+                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
+                            handle(&o[..t], i, c);
+                        }
+                    } else {
+                        let mut out = vec![[0.0f64; 16]; cl.len()];
+                        sqdist_dispatch::<T, 16>(simd, &buf, xn, &panels, &mut out);
+                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
+                            handle(&o[..t], i, c);
+                        }
+                    }
+                    Ok((pots, mass))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut pots = vec![0.0; t];
+            let mut masses = Vec::with_capacity(n_chunks);
+            for (p, m) in &parts {
+                for (a, b) in pots.iter_mut().zip(p) {
+                    *a += b;
+                }
+                masses.push(*m);
+            }
+            Ok((pots, masses))
+        };
+
+    let (_, mut chunk_mass) = eval(&[first], &mut closest, true)?;
+    let mut current_pot: f64 = chunk_mass.iter().sum();
+    let mut mass: Vec<f64> = (0..n).map(|i| w_at(i) * closest[i]).collect();
+    for _ in 1..k {
+        cancel.check()?;
+        let cands: Vec<usize> = (0..n_trials)
+            .map(|_| search_mass(&chunk_mass, &mass, rng.uniform() * current_pot))
+            .collect();
+        let (pots, _) = eval(&cands, &mut closest, false)?;
+        let mut best = 0;
+        for (i, &p) in pots.iter().enumerate() {
+            if p < pots[best] {
+                best = i;
+            }
+        }
+        let (_, m) = eval(&[cands[best]], &mut closest, true)?;
+        chunk_mass = m;
+        current_pot = chunk_mass.iter().sum();
+        mass.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = w_at(c * CHUNK + i) * closest[c * CHUNK + i];
+            }
+        });
+        chosen.push(cands[best]);
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::run_in_pool;
+    use ndarray::Array2;
+
+    fn blobs(n: usize, d: usize, seed: u64) -> Array2<f64> {
+        let mut r = SplitMix64::new(seed, 0);
+        Array2::from_shape_fn((n, d), |(i, _)| {
+            (i % 3) as f64 * 10.0 + r.uniform() + 1000.0
+        })
+    }
+
+    fn brute_labels(x: &Array2<f64>, c: &[f64], k: usize) -> Vec<i32> {
+        let d = x.ncols();
+        x.rows()
+            .into_iter()
+            .map(|r| {
+                let mut best = (f64::INFINITY, 0);
+                for j in 0..k {
+                    let s: f64 = r
+                        .iter()
+                        .zip(&c[j * d..(j + 1) * d])
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum();
+                    if s < best.0 {
+                        best = (s, j as i32);
+                    }
+                }
+                best.1
+            })
+            .collect()
+    }
+
+    #[test]
+    fn assign_matches_brute_force_for_every_kernel_shape() {
+        let cancel = Cancel::new();
+        for &(n, d, k) in &[(1, 1, 1), (7, 3, 5), (300, 17, 9), (513, 2, 20)] {
+            let x = blobs(n, d, 3);
+            let c: Vec<f64> = x
+                .rows()
+                .into_iter()
+                .take(k)
+                .flat_map(|r| r.to_vec())
+                .collect();
+            let shift = vec![1000.0; d];
+            let (labels, inertia) = assign(&x.view(), None, &c, k, &shift, true, &cancel).unwrap();
+            assert_eq!(labels, brute_labels(&x, &c, k));
+            let want = inertia_oracle(&x, &c, &labels);
+            assert!((inertia - want).abs() <= 1e-12 * want.max(1.0));
+        }
+    }
+
+    fn inertia_oracle(x: &Array2<f64>, c: &[f64], labels: &[i32]) -> f64 {
+        let d = x.ncols();
+        x.rows()
+            .into_iter()
+            .zip(labels)
+            .map(|(r, &l)| {
+                r.iter()
+                    .zip(&c[l as usize * d..])
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_index_across_lanes_and_panels() {
+        // Centres 2 and 9 (and 18) coincide and are nearest: lane merge must pick 2.
+        let d = 3;
+        let k = 20;
+        let mut c = vec![50.0; k * d];
+        for &j in &[9usize, 2, 18] {
+            c[j * d..(j + 1) * d].copy_from_slice(&[1.0, 1.0, 1.0]);
+        }
+        let x = Array2::from_shape_vec((5, d), vec![1.0; 15]).unwrap();
+        let (labels, _) = assign(&x.view(), None, &c, k, &[0.0; 3], false, &Cancel::new()).unwrap();
+        assert_eq!(labels, vec![2; 5]);
+        let xf = x.mapv(|v| v as f32);
+        let cf: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+        let (labels, _) =
+            assign(&xf.view(), None, &cf, k, &[0.0; 3], false, &Cancel::new()).unwrap();
+        assert_eq!(labels, vec![2; 5]);
+    }
+
+    #[test]
+    fn lloyd_is_identical_for_any_thread_count() {
+        let x = blobs(3000, 5, 1);
+        let init: Vec<f64> = x
+            .rows()
+            .into_iter()
+            .take(4)
+            .flat_map(|r| r.to_vec())
+            .collect();
+        let shift = vec![1005.0; 5];
+        let go = |t| {
+            run_in_pool(t, || {
+                lloyd(&x.view(), None, &init, 4, &shift, 50, 0.0, &Cancel::new()).unwrap()
+            })
+            .unwrap()
+        };
+        let (a, b) = (go(1), go(2));
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.centers, b.centers);
+        assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+    }
+
+    #[test]
+    fn empty_cluster_is_relocated_to_farthest_point() {
+        // Two far centres on one side: the second gets no points at first.
+        let x = Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 2.0, 10.0]).unwrap();
+        let init = vec![0.0, 100.0];
+        let r = lloyd(&x.view(), None, &init, 2, &[0.0], 1, 0.0, &Cancel::new()).unwrap();
+        // Point 10 moved to cluster 1; cluster 0 keeps the mean of 0, 1, 2.
+        assert_eq!(r.centers, vec![1.0, 10.0]);
+    }
+
+    #[test]
+    fn plusplus_picks_distinct_rows_and_is_deterministic() {
+        let x = blobs(2000, 3, 9);
+        let s = vec![1005.0; 3];
+        let a = run_in_pool(1, || {
+            kmeans_plusplus(&x.view(), None, 3, 3, &s, 42, 0, &Cancel::new()).unwrap()
+        })
+        .unwrap();
+        let b = run_in_pool(2, || {
+            kmeans_plusplus(&x.view(), None, 3, 3, &s, 42, 0, &Cancel::new()).unwrap()
+        })
+        .unwrap();
+        assert_eq!(a, b);
+        let groups: std::collections::HashSet<usize> = a.iter().map(|i| i % 3).collect();
+        assert_eq!(
+            groups.len(),
+            3,
+            "k-means++ should pick one row per blob: {a:?}"
+        );
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let x = blobs(5, 2, 0);
+        let c = Cancel::new();
+        assert!(assign(&x.view(), None, &[0.0; 3], 2, &[0.0; 2], false, &c).is_err());
+        assert!(kmeans_plusplus(&x.view(), None, 6, 2, &[0.0; 2], 0, 0, &c).is_err());
+        assert!(lloyd(
+            &x.view(),
+            Some(&[1.0; 4]),
+            &[0.0; 4],
+            2,
+            &[0.0; 2],
+            3,
+            0.0,
+            &c
+        )
+        .is_err());
+    }
+}
+
+#[cfg(test)]
+mod perf {
+    use super::*;
+    use crate::parallel::run_in_pool;
+    use ndarray::Array2;
+
+    /// `cargo test --release -p ferromine-core kmeans::perf -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn lloyd_pass_gflops() {
+        for &(d, k) in &[(16usize, 8usize), (16, 256), (64, 64), (64, 256)] {
+            let n = 100_000;
+            let mut r = SplitMix64::new(1, 0);
+            let x = Array2::from_shape_fn((n, d), |_| r.uniform() as f32);
+            let c: Vec<f64> = (0..k * d).map(|_| r.uniform()).collect();
+            let mut labels = vec![0i32; n];
+            let t = std::time::Instant::now();
+            let reps = 5;
+            for _ in 0..reps {
+                run_in_pool(1, || {
+                    lloyd_pass(
+                        &x.view(),
+                        None,
+                        &vec![0.0; d],
+                        &c,
+                        k,
+                        &mut labels,
+                        true,
+                        &Cancel::new(),
+                    )
+                    .unwrap()
+                })
+                .unwrap();
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            let t2 = std::time::Instant::now();
+            for _ in 0..reps {
+                run_in_pool(1, || {
+                    lloyd_pass(
+                        &x.view(),
+                        None,
+                        &vec![0.0; d],
+                        &c,
+                        k,
+                        &mut labels,
+                        false,
+                        &Cancel::new(),
+                    )
+                    .unwrap()
+                })
+                .unwrap();
+            }
+            let s2 = t2.elapsed().as_secs_f64() / reps as f64;
+            let t3 = std::time::Instant::now();
+            let mut buf = Vec::new();
+            for _ in 0..reps {
+                for r0 in (0..n).step_by(CHUNK) {
+                    pack_rows(&x.view(), r0, (r0 + CHUNK).min(n), &vec![0.0; d], &mut buf);
+                }
+            }
+            let s3 = t3.elapsed().as_secs_f64() / reps as f64;
+            println!("  no-update {s2:.4}s pack-only {s3:.4}s");
+            println!(
+                "f32 d={d} k={k}: {:.3}s {:.1} GFLOP/s (1 thread)",
+                s,
+                2.0 * (n * k * d) as f64 / s / 1e9
+            );
+        }
+    }
+}

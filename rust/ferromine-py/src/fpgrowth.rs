@@ -1,0 +1,220 @@
+//! Frequent itemsets and association rules for Python: convert, release the
+//! GIL, call the core; and build frozenset columns directly from the ids.
+
+use ferromine_core::fpgrowth::{self, Kind, MineParams, RuleParams};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyFrozenSet, PyInt, PyList};
+
+use crate::run::{run, threads};
+
+/// An index array as NumPy hands it over (scipy uses int32 or int64).
+#[derive(FromPyObject)]
+pub enum Ids<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+    U32(PyReadonlyArray1<'py, u32>),
+    U64(PyReadonlyArray1<'py, u64>),
+}
+
+enum IdsView<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+}
+
+impl Ids<'_> {
+    fn view(&self, name: &str) -> PyResult<IdsView<'_>> {
+        let err =
+            |_| PyValueError::new_err(format!("{name} must be a contiguous 1-D integer array"));
+        Ok(match self {
+            Ids::I32(a) => IdsView::I32(a.as_slice().map_err(err)?),
+            Ids::I64(a) => IdsView::I64(a.as_slice().map_err(err)?),
+            Ids::U32(a) => IdsView::U32(a.as_slice().map_err(err)?),
+            Ids::U64(a) => IdsView::U64(a.as_slice().map_err(err)?),
+        })
+    }
+}
+
+macro_rules! with_ids {
+    ($v:expr, $s:ident => $body:expr) => {
+        match $v {
+            IdsView::I32($s) => $body,
+            IdsView::I64($s) => $body,
+            IdsView::U32($s) => $body,
+            IdsView::U64($s) => $body,
+        }
+    };
+}
+
+type Mined<'py> = (
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u64>>,
+    u64,
+);
+
+/// Mines itemsets from CSR transactions: `(offsets, items, counts,
+/// n_itemsets)`; items are column ids, ascending within an itemset.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, n_items, min_count, kind="all", max_len=None, max_itemsets=None, count_only=false, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn fp_mine<'py>(
+    py: Python<'py>,
+    indptr: Ids<'py>,
+    indices: Ids<'py>,
+    n_items: usize,
+    min_count: u64,
+    kind: &str,
+    max_len: Option<usize>,
+    max_itemsets: Option<u64>,
+    count_only: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Mined<'py>> {
+    let kind = match kind {
+        "all" => Kind::All,
+        "closed" => Kind::Closed,
+        "maximal" => Kind::Maximal,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "kind must be 'all', 'closed' or 'maximal', got {other:?}"
+            )))
+        }
+    };
+    let params = MineParams {
+        min_count,
+        max_len,
+        kind,
+        max_itemsets,
+        count_only,
+    };
+    let p = indptr.view("indptr")?;
+    let i = indices.view("indices")?;
+    let out = run(
+        py,
+        threads(n_threads),
+        |cancel| with_ids!(&p, p => with_ids!(&i, i => fpgrowth::mine(p, i, n_items, params, cancel))),
+    )?;
+    Ok((
+        out.offsets.into_pyarray(py),
+        out.items.into_pyarray(py),
+        out.counts.into_pyarray(py),
+        out.n_itemsets,
+    ))
+}
+
+/// One frozenset per list entry `items[offsets[k]:offsets[k+1]]`, whose
+/// elements are `labels[id]` (or the int `id` without labels). Each label
+/// object is shared, not copied.
+#[pyfunction]
+#[pyo3(signature = (offsets, items, labels=None))]
+pub fn fp_frozensets<'py>(
+    py: Python<'py>,
+    offsets: PyReadonlyArray1<'py, u64>,
+    items: PyReadonlyArray1<'py, u32>,
+    labels: Option<Bound<'py, PyList>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let offsets = offsets.as_array();
+    let items = items.as_array();
+    let n_ids = items.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+    let objects: Vec<Bound<'py, PyAny>> = match &labels {
+        Some(l) => {
+            if l.len() < n_ids {
+                return Err(PyValueError::new_err("fewer labels than item ids"));
+            }
+            (0..n_ids).map(|i| l.get_item(i)).collect::<PyResult<_>>()?
+        }
+        None => (0..n_ids)
+            .map(|i| PyInt::new(py, i as u64).into_any())
+            .collect(),
+    };
+    let n = offsets.len().saturating_sub(1);
+    let mut sets = Vec::with_capacity(n);
+    for k in 0..n {
+        let (a, b) = (offsets[k] as usize, offsets[k + 1] as usize);
+        if a > b || b > items.len() {
+            return Err(PyValueError::new_err("offsets out of range"));
+        }
+        let members = (a..b).map(|p| &objects[items[p] as usize]);
+        sets.push(PyFrozenSet::new(py, members)?);
+    }
+    PyList::new(py, sets)
+}
+
+type RuleArrays<'py> = (
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray2<f64>>,
+    u64,
+);
+
+/// Association rules of itemsets given as a list column of item ids with
+/// supports: `(ant_offsets, ant_items, con_offsets, con_items, metrics,
+/// n_rules)`, `metrics` of shape (n_rules, 12) in mlxtend's metric order.
+/// A missing antecedent/consequent support raises KeyError (as mlxtend).
+#[pyfunction]
+#[pyo3(signature = (offsets, items, supports, metric, min_threshold, support_only=false, max_antecedent_len=None, max_consequent_len=None, num_itemsets=1.0, max_rules=None, count_only=false, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn fp_rules<'py>(
+    py: Python<'py>,
+    offsets: PyReadonlyArray1<'py, u64>,
+    items: PyReadonlyArray1<'py, u32>,
+    supports: PyReadonlyArray1<'py, f64>,
+    metric: usize,
+    min_threshold: f64,
+    support_only: bool,
+    max_antecedent_len: Option<usize>,
+    max_consequent_len: Option<usize>,
+    num_itemsets: f64,
+    max_rules: Option<u64>,
+    count_only: bool,
+    n_threads: Option<usize>,
+) -> PyResult<RuleArrays<'py>> {
+    let err =
+        |_| PyValueError::new_err("offsets, items and supports must be contiguous 1-D arrays");
+    let o = offsets.as_slice().map_err(err)?;
+    let i = items.as_slice().map_err(err)?;
+    let s = supports.as_slice().map_err(err)?;
+    let p = RuleParams {
+        metric,
+        min_threshold,
+        support_only,
+        max_antecedent_len,
+        max_consequent_len,
+        num_itemsets,
+        max_rules,
+        count_only,
+    };
+    let r = run(py, threads(n_threads), |cancel| {
+        fpgrowth::association_rules(o, i, s, p, cancel)
+    })?;
+    let r = match r {
+        Ok(r) => r,
+        Err(fpgrowth::MissingSupport(ids)) => {
+            return Err(PyKeyError::new_err(format!(
+                "no support for the itemset of item ids {ids:?}: the itemsets lack antecedent and/or \
+                 consequent information (e.g. maximal itemsets); mine all itemsets or use support_only=True"
+            )))
+        }
+    };
+    let n = if count_only { 0 } else { r.n_rules as usize };
+    let mut m = Array2::<f64>::zeros((n, fpgrowth::METRICS.len()));
+    for (j, col) in r.metrics.iter().enumerate() {
+        for (row, &v) in col.iter().enumerate().take(n) {
+            m[[row, j]] = v;
+        }
+    }
+    Ok((
+        r.ant_offsets.into_pyarray(py),
+        r.ant_items.into_pyarray(py),
+        r.con_offsets.into_pyarray(py),
+        r.con_items.into_pyarray(py),
+        m.into_pyarray(py),
+        r.n_rules,
+    ))
+}

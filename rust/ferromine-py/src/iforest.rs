@@ -1,0 +1,206 @@
+//! Isolation forest kernels for Python: convert, release the GIL, call the core.
+
+use ferromine_core::iforest::{self, ForestArrays, GrowParams};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ferromine_core::CoreError;
+
+use crate::errors::{panic_message, to_pyerr};
+use crate::run::{run, threads};
+
+/// Rows x trees below which scoring runs on the calling thread (about a
+/// millisecond of work).
+const SMALL_BATCH: usize = 100_000;
+
+/// A 2-D float32/float64 NumPy array, borrowed with its own strides.
+#[derive(FromPyObject)]
+pub enum Matrix<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
+macro_rules! with_matrix {
+    ($m:expr, $x:ident => $body:expr) => {
+        match $m {
+            Matrix::F64(a) => {
+                let $x = a.as_array();
+                $body
+            }
+            Matrix::F32(a) => {
+                let $x = a.as_array();
+                $body
+            }
+        }
+    };
+}
+
+type Arr<'py, T> = Bound<'py, PyArray1<T>>;
+/// (offsets, features per tree (concatenated) with their offsets, feature,
+/// threshold, children_left, children_right, missing_go_to_left,
+/// n_node_samples, value)
+type GrownArrays<'py> = (
+    Arr<'py, i64>,
+    Arr<'py, i64>,
+    Arr<'py, i64>,
+    Arr<'py, i32>,
+    Arr<'py, f64>,
+    Arr<'py, i32>,
+    Arr<'py, i32>,
+    Arr<'py, u8>,
+    Arr<'py, i64>,
+    Arr<'py, f64>,
+);
+
+/// Grow `n_trees` isolation trees (trees `first_tree..first_tree + n_trees`
+/// of the stream `seed`) and return them as flat, concatenated arrays.
+#[pyfunction]
+#[pyo3(signature = (x, seed, first_tree, n_trees, max_samples, max_features, bootstrap, max_depth, sample_weight=None, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_grow<'py>(
+    py: Python<'py>,
+    x: Matrix<'py>,
+    seed: u64,
+    first_tree: usize,
+    n_trees: usize,
+    max_samples: usize,
+    max_features: usize,
+    bootstrap: bool,
+    max_depth: usize,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    n_threads: Option<usize>,
+) -> PyResult<GrownArrays<'py>> {
+    let params = GrowParams {
+        seed,
+        first_tree,
+        n_trees,
+        max_samples,
+        max_features,
+        bootstrap,
+        max_depth,
+    };
+    let weights = match &sample_weight {
+        Some(w) => Some(contiguous(w, "sample_weight")?),
+        None => None,
+    };
+    let trees = with_matrix!(&x, view => run(py, threads(n_threads), |cancel| {
+        iforest::grow_forest(view, weights, &params, cancel)
+    }))?;
+    let mut offsets = Vec::with_capacity(trees.len() + 1);
+    let mut feat_offsets = Vec::with_capacity(trees.len() + 1);
+    offsets.push(0i64);
+    feat_offsets.push(0i64);
+    let total: usize = trees.iter().map(|t| t.feature.len()).sum();
+    let mut all = iforest::Tree {
+        features: Vec::new(),
+        feature: Vec::with_capacity(total),
+        threshold: Vec::with_capacity(total),
+        children_left: Vec::with_capacity(total),
+        children_right: Vec::with_capacity(total),
+        missing_go_to_left: Vec::with_capacity(total),
+        n_node_samples: Vec::with_capacity(total),
+        value: Vec::with_capacity(total),
+    };
+    for t in trees {
+        all.features.extend(t.features);
+        all.feature.extend(t.feature);
+        all.threshold.extend(t.threshold);
+        all.children_left.extend(t.children_left);
+        all.children_right.extend(t.children_right);
+        all.missing_go_to_left.extend(t.missing_go_to_left);
+        all.n_node_samples.extend(t.n_node_samples);
+        all.value.extend(t.value);
+        offsets.push(all.feature.len() as i64);
+        feat_offsets.push(all.features.len() as i64);
+    }
+    Ok((
+        offsets.into_pyarray(py),
+        feat_offsets.into_pyarray(py),
+        all.features.into_pyarray(py),
+        all.feature.into_pyarray(py),
+        all.threshold.into_pyarray(py),
+        all.children_left.into_pyarray(py),
+        all.children_right.into_pyarray(py),
+        all.missing_go_to_left.into_pyarray(py),
+        all.n_node_samples.into_pyarray(py),
+        all.value.into_pyarray(py),
+    ))
+}
+
+/// `score_samples` of an isolation forest: `-2^(-mean path length / c(max_samples))`
+/// per row, float64.
+#[pyfunction]
+#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, max_samples, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_score<'py>(
+    py: Python<'py>,
+    x: Matrix<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    feature: PyReadonlyArray1<'py, i32>,
+    threshold: PyReadonlyArray1<'py, f64>,
+    children_left: PyReadonlyArray1<'py, i32>,
+    children_right: PyReadonlyArray1<'py, i32>,
+    missing_go_to_left: PyReadonlyArray1<'py, u8>,
+    value: PyReadonlyArray1<'py, f64>,
+    max_samples: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let n_features = match &x {
+        Matrix::F64(a) => a.as_array().ncols(),
+        Matrix::F32(a) => a.as_array().ncols(),
+    };
+    // The arrays are ours (fitted state), contiguous unless someone replaced
+    // them; `pack` checks every index before the walk trusts it.
+    let arrays = ForestArrays {
+        offsets: contiguous(&offsets, "offsets")?,
+        feature: contiguous(&feature, "feature")?,
+        threshold: contiguous(&threshold, "threshold")?,
+        children_left: contiguous(&children_left, "children_left")?,
+        children_right: contiguous(&children_right, "children_right")?,
+        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
+        value: contiguous(&value, "value")?,
+    };
+    let n_rows = match &x {
+        Matrix::F64(a) => a.as_array().nrows(),
+        Matrix::F32(a) => a.as_array().nrows(),
+    };
+    let n_trees = arrays.offsets.len().saturating_sub(1);
+    let sums = if n_rows.saturating_mul(n_trees) <= SMALL_BATCH {
+        // A small batch is done before a pool thread would wake up: score
+        // it here (still panic-safe), without the pool's hand-off cost.
+        let out = catch_unwind(AssertUnwindSafe(|| {
+            with_matrix!(&x, view => {
+                let packed = iforest::pack(&arrays, n_features)?;
+                let mut sums = iforest::path_length_sums_serial(view, &packed)?;
+                iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
+                Ok(sums)
+            })
+        }))
+        .unwrap_or_else(|p| {
+            Err(CoreError::Internal(format!(
+                "panic: {}",
+                panic_message(&*p)
+            )))
+        });
+        out.map_err(to_pyerr)?
+    } else {
+        with_matrix!(&x, view => run(py, threads(n_threads), |cancel| {
+            let packed = iforest::pack(&arrays, n_features)?;
+            let mut sums = iforest::path_length_sums(view, &packed, cancel)?;
+            iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
+            Ok(sums)
+        }))?
+    };
+    Ok(sums.into_pyarray(py))
+}
+
+fn contiguous<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!("{name} must be a C-contiguous array"))
+    })
+}

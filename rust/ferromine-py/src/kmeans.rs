@@ -1,0 +1,216 @@
+//! k-means kernels for Python: convert, release the GIL, call the core.
+
+use ferromine_core::kmeans::{self, Float};
+use ferromine_core::CoreError;
+use numpy::ndarray::{Array2, ArrayView2};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::run::{run, threads};
+
+/// A 2-D float32 or float64 array, any strides (dtype-exact extraction).
+#[derive(FromPyObject)]
+pub enum Dense<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
+fn f64_slice<'a>(a: &'a PyReadonlyArray1<'_, f64>, what: &str) -> PyResult<&'a [f64]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a contiguous float64 array")))
+}
+
+fn weights_slice<'a>(w: &'a Option<PyReadonlyArray1<'_, f64>>) -> PyResult<Option<&'a [f64]>> {
+    w.as_ref()
+        .map(|w| f64_slice(w, "sample_weight"))
+        .transpose()
+}
+
+/// Row-major copy of a (small) centre array.
+fn centers_vec<T: Float>(c: ArrayView2<'_, T>) -> (Vec<T>, usize) {
+    (c.iter().copied().collect(), c.nrows())
+}
+
+fn dtype_mismatch() -> PyErr {
+    PyTypeError::new_err("centers must have the same dtype as X (float32 or float64)")
+}
+
+fn to_array2<'py, T: Float + numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+    k: usize,
+    d: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let a = Array2::from_shape_vec((k, d), v)
+        .map_err(|e| crate::errors::to_pyerr(CoreError::Internal(e.to_string())))?;
+    Ok(a.into_pyarray(py).into_any())
+}
+
+/// `(centers, labels, inertia, n_iter, strict)`.
+type LloydOut<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyArray1<i32>>,
+    f64,
+    usize,
+    bool,
+);
+
+/// One Lloyd run from `init`: `(centers, labels, inertia, n_iter, strict)`.
+/// `shift` (the column means of X) only steers the accuracy of distances.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, init, shift, max_iter, tol, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_lloyd<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    init: Dense<'py>,
+    shift: PyReadonlyArray1<'py, f64>,
+    max_iter: usize,
+    tol: f64,
+    n_threads: Option<usize>,
+) -> PyResult<LloydOut<'py>> {
+    let w = weights_slice(&sample_weight)?;
+    let s = f64_slice(&shift, "shift")?;
+    macro_rules! go {
+        ($x:expr, $c:expr) => {{
+            let xv = $x.as_array();
+            let d = xv.ncols();
+            let (c, k) = centers_vec($c.as_array());
+            let r = run(py, threads(n_threads), |cancel| {
+                kmeans::lloyd(&xv, w, &c, k, s, max_iter, tol, cancel)
+            })?;
+            (
+                to_array2(py, r.centers, k, d)?,
+                r.labels.into_pyarray(py),
+                r.inertia,
+                r.n_iter,
+                r.strict,
+            )
+        }};
+    }
+    Ok(match (&x, &init) {
+        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
+        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        _ => return Err(dtype_mismatch()),
+    })
+}
+
+/// Greedy k-means++ seeding: the chosen row indices (int64).
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, n_clusters, n_trials, shift, seed, stream=0, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_plusplus<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    n_clusters: usize,
+    n_trials: usize,
+    shift: PyReadonlyArray1<'py, f64>,
+    seed: u64,
+    stream: u64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let w = weights_slice(&sample_weight)?;
+    let s = f64_slice(&shift, "shift")?;
+    macro_rules! go {
+        ($x:expr) => {{
+            let xv = $x.as_array();
+            run(py, threads(n_threads), |cancel| {
+                kmeans::kmeans_plusplus(&xv, w, n_clusters, n_trials, s, seed, stream, cancel)
+            })?
+        }};
+    }
+    let idx = match &x {
+        Dense::F64(x) => go!(x),
+        Dense::F32(x) => go!(x),
+    };
+    let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
+    Ok(idx.into_pyarray(py))
+}
+
+/// Closest centre of every row and the weighted inertia: `(labels, inertia)`.
+#[pyfunction]
+#[pyo3(signature = (x, centers, sample_weight=None, with_inertia=true, n_threads=None))]
+pub fn kmeans_assign<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    centers: Dense<'py>,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    with_inertia: bool,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<i32>>, f64)> {
+    let w = weights_slice(&sample_weight)?;
+    macro_rules! go {
+        ($x:expr, $c:expr) => {{
+            let xv = $x.as_array();
+            let d = xv.ncols();
+            let (c, k) = centers_vec($c.as_array());
+            let shift = kmeans::centers_mean(&c, k, d);
+            run(py, threads(n_threads), |cancel| {
+                kmeans::assign(&xv, w, &c, k, &shift, with_inertia, cancel)
+            })?
+        }};
+    }
+    let (labels, inertia) = match (&x, &centers) {
+        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
+        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        _ => return Err(dtype_mismatch()),
+    };
+    Ok((labels.into_pyarray(py), inertia))
+}
+
+/// Euclidean distances of every row to every centre, (n, k) in X's dtype.
+#[pyfunction]
+#[pyo3(signature = (x, centers, n_threads=None))]
+pub fn kmeans_transform<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    centers: Dense<'py>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    macro_rules! go {
+        ($x:expr, $c:expr) => {{
+            let xv = $x.as_array();
+            let n = xv.nrows();
+            let (c, k) = centers_vec($c.as_array());
+            let out = run(py, threads(n_threads), |cancel| {
+                kmeans::transform(&xv, &c, k, cancel)
+            })?;
+            to_array2(py, out, n, k)?
+        }};
+    }
+    Ok(match (&x, &centers) {
+        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
+        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        _ => return Err(dtype_mismatch()),
+    })
+}
+
+type F64Array<'py> = Bound<'py, PyArray1<f64>>;
+
+/// Column means and population variances of X, float64: `(mean, var)`.
+#[pyfunction]
+#[pyo3(signature = (x, n_threads=None))]
+pub fn kmeans_column_stats<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    n_threads: Option<usize>,
+) -> PyResult<(F64Array<'py>, F64Array<'py>)> {
+    let (m, v) = match &x {
+        Dense::F64(x) => {
+            let xv = x.as_array();
+            run(py, threads(n_threads), |cancel| {
+                kmeans::column_stats(&xv, cancel)
+            })?
+        }
+        Dense::F32(x) => {
+            let xv = x.as_array();
+            run(py, threads(n_threads), |cancel| {
+                kmeans::column_stats(&xv, cancel)
+            })?
+        }
+    };
+    Ok((m.into_pyarray(py), v.into_pyarray(py)))
+}
