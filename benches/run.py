@@ -40,6 +40,8 @@ def discover(only: list[str] | None) -> list[str]:
 
 
 def plot(kernel: str, rows: list[dict]) -> Path | None:
+    """Speed-up bars: one group per case, one bar per reference (log scale),
+    hatched red where the answers disagree."""
     rows = [r for r in rows if r.get("speedup")]
     if not rows:
         return None
@@ -48,22 +50,75 @@ def plot(kernel: str, rows: list[dict]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.get('case', '')}\n{r.get('ours', '')} vs {r.get('reference', '')}" for r in rows]
-    speedups = [r["speedup"] for r in rows]
-    colours = ["#2a7ab0" if r.get("agree", True) else "#c0392b" for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.4))
-    bars = ax.barh(range(len(rows)), speedups, color=colours)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    key = lambda r: f"{r.get('ours', 'ferromine')} vs {r['reference']}"  # noqa: E731
+    refs = list(dict.fromkeys(key(r) for r in rows))
+    palette = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(rows) + 0.25 * len(cases) + 1.6))
+    labelled: set[str] = set()
+    for i, case in enumerate(cases):
+        here = [r for r in rows if r["case"] == case]
+        height = 0.8 / len(here)
+        for j, r in enumerate(here):
+            ref = key(r)
+            y = i + (j - (len(here) - 1) / 2) * height
+            bad = r.get("agree") is False
+            ax.barh(y, r["speedup"], height=height * 0.92, color=palette(refs.index(ref) % 10),
+                    hatch="xx" if bad else None, edgecolor="#c0392b" if bad else None,
+                    label=None if ref in labelled else ref)
+            labelled.add(ref)
+            ax.text(r["speedup"], y, f" {r['speedup']:.1f}x" + (" DISAGREE" if bad else ""), va="center", fontsize=7)
+    ax.set_yticks(range(len(cases)), cases, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("speed-up over the reference (log scale; > 1 means ferromine is faster)")
-    ax.set_title(f"{kernel}: ferromine vs reference implementations (red: answers disagree)")
-    for bar, s in zip(bars, speedups):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {s:.1f}x", va="center", fontsize=8)
+    ax.set_title(f"{kernel}: ferromine against the reference implementations", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     PLOTS.mkdir(parents=True, exist_ok=True)
     path = PLOTS / f"bench_{kernel}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_scaling(kernel: str, series: list[dict]) -> Path | None:
+    """One line chart per series (time against n, k, d or threads), log-log
+    where the x values span more than a factor of 4."""
+    series = [s for s in series if len(s.get("x", [])) >= 2]
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(series))
+    rows = (len(series) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.0 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, series):
+        for name, ys in s["lines"].items():
+            pts = [(x, y) for x, y in zip(s["x"], ys) if y is not None]
+            if pts:
+                style = "-o" if name.startswith("ferromine") else "--s"
+                ax.plot(*zip(*pts), style, label=name, linewidth=2 if name.startswith("ferromine") else 1.2)
+        if max(s["x"]) / max(min(s["x"]), 1e-12) > 4:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xticks(s["x"], [f"{x:,}" for x in s["x"]], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel(s["x_label"])
+        ax.set_ylabel("seconds (median)")
+        ax.set_title(s["title"], fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(series):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    path = PLOTS / f"scaling_{kernel}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -92,14 +147,17 @@ def main() -> int:
             failed.append(kernel)
             table += f"\n\n**This benchmark failed** (exit {proc.returncode}):\n\n```\n{proc.stderr[-3000:]}\n```"
         result_file = RESULTS / f"{kernel}.json"
-        img = None
+        img = scaling = None
         if result_file.exists() and proc.returncode == 0:
-            rows = json.loads(result_file.read_text()).get("rows", [])
-            img = plot(kernel, rows)
+            payload = json.loads(result_file.read_text())
+            img = plot(kernel, payload.get("rows", []))
+            scaling = plot_scaling(kernel, payload.get("scaling", []))
         section = f"## {kernel}\n\nCommand: `python benches/bench_{kernel}.py {' '.join(flag)}`".rstrip()
         section += f" ({took:.0f} s)\n\n{table.strip()}\n"
         if img is not None:
             section += f"\n![{kernel} speed-ups](img/{img.name})\n"
+        if scaling is not None:
+            section += f"\n![{kernel} scaling](img/{scaling.name})\n"
         sections.append(section)
     info = machine()
     vers = versions("ferromine", *REFERENCES)

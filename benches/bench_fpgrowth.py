@@ -1,0 +1,386 @@
+"""FP-Growth benchmark: ferromine vs mlxtend, pyfim and rusket.
+
+    python benches/bench_fpgrowth.py [--quick | --full] [--reps N] [--timeout S]
+
+Every measurement runs in its own subprocess (same input, built there before
+the clock starts), the libraries alternate within each repetition, and the
+table reports the median wall time of the mining call, the peak RSS growth
+during it, and whether the itemset counts agree. A library that is not
+installed is reported as missing; one that exceeds the timeout as "timeout".
+Writes ``benches/results/fpgrowth.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FERROMINE_DATA", REPO.parent / "shared" / "data")) / "fimi"
+FILES = {
+    "chess": "chess.dat",
+    "mushroom": "mushroom.dat",
+    "retail": "retail.dat.gz",
+    "T10I4D100K": "T10I4D100K.dat.gz",
+}
+QUICK = [("chess", 0.8), ("mushroom", 0.2), ("T10I4D100K", 0.01), ("retail", 0.01)]
+DEFAULT = QUICK + [("chess", 0.6), ("mushroom", 0.1), ("T10I4D100K", 0.001), ("retail", 0.001)]
+FULL = QUICK + [
+    ("chess", 0.6),
+    ("chess", 0.5),
+    ("chess", 0.4),
+    ("mushroom", 0.1),
+    ("mushroom", 0.05),
+    ("mushroom", 0.01),
+    ("T10I4D100K", 0.001),
+    ("T10I4D100K", 0.0002),
+    ("retail", 0.001),
+    ("retail", 0.0002),
+    ("generated-1M", 0.001),
+]
+DENSIFY_TOO_BIG = {"retail", "generated-1M"}
+LIBS = [
+    "ferromine-arrow",
+    "ferromine-pandas",
+    "ferromine-count",
+    "mlxtend",
+    "pyfim-fpgrowth",
+    "pyfim-eclat",
+    "pyfim-relim",
+    "pyfim-count",
+    "rusket",
+    "frozenset-floor",
+]
+
+
+def load(name: str):
+    """(transactions as lists of ints, one-hot pandas frame)."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    if name == "generated-1M":
+        rng = np.random.default_rng(0)
+        n, m = 1_000_000, 1000
+        patterns = [rng.choice(m, size=rng.integers(2, 6), replace=False) for _ in range(200)]
+        lengths = rng.poisson(8, n)
+        popularity = rng.zipf(1.3, m * 10) % m
+        rows = []
+        for t in range(n):
+            items = set(popularity[rng.integers(0, len(popularity), lengths[t])].tolist())
+            if t % 3 == 0:
+                items.update(patterns[t % 200].tolist())
+            rows.append(sorted(items))
+    else:
+        from ferromine.frequent_patterns import read_transactions
+
+        rows = read_transactions(DATA / FILES[name]).to_pylist()
+    vocab = sorted({i for r in rows for i in r})
+    index = {v: k for k, v in enumerate(vocab)}
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.fromiter((index[i] for r in rows for i in r), dtype=np.int64, count=int(indptr[-1]))
+    X = sp.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(rows), len(vocab)))
+    if len(vocab) <= 200:
+        df = pd.DataFrame(X.toarray(), columns=vocab)
+    else:  # a dense frame would not fit: SparseDtype columns, mlxtend's sparse input
+        df = pd.DataFrame.sparse.from_spmatrix(X, columns=list(range(len(vocab))))
+        df = df.astype(pd.SparseDtype(bool, False))
+    return rows, df
+
+
+def min_count(ms: float, n: int) -> int:
+    c = min(int(-(-ms * n // 1)), n)
+    while c > 0 and (c - 1) / n >= ms:
+        c -= 1
+    while c < n and c / n < ms:
+        c += 1
+    return max(c, 1)
+
+
+def warm_up(lib: str) -> None:
+    """One untimed call on a tiny input: lazy imports, thread pools, core detection."""
+    import pandas as pd
+
+    tiny = pd.DataFrame({"a": [True, True, False], "b": [True, False, True]})
+    if lib.startswith("ferromine") or lib == "frozenset-floor":
+        from ferromine.frequent_patterns import fpgrowth
+
+        for out in ("arrow", "pandas", "count"):
+            fpgrowth(tiny, 0.3, output=out)
+    elif lib == "mlxtend":
+        from mlxtend.frequent_patterns import fpgrowth
+
+        fpgrowth(tiny, 0.3)
+    elif lib.startswith("pyfim"):
+        import fim
+
+        fim.fpgrowth([[1, 2], [1]], supp=-1)
+    elif lib == "rusket":
+        import rusket
+
+        rusket.fpgrowth(tiny, 0.3, use_colnames=False)
+
+
+def worker(lib: str, dataset: str, ms: float) -> dict:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    rows, df = load(dataset)
+    n = len(rows)
+    warm_up(lib)
+    c = min_count(ms, n)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    extra = {}
+    if lib.startswith("ferromine"):
+        from ferromine.frequent_patterns import fpgrowth
+
+        out = {"ferromine-arrow": "arrow", "ferromine-pandas": "pandas", "ferromine-count": "count"}[lib]
+        t = time.perf_counter()
+        res = fpgrowth(df, ms, output=out, max_itemsets=None)
+        dt = time.perf_counter() - t
+        count = res if out == "count" else len(res)
+    elif lib == "mlxtend":
+        from mlxtend.frequent_patterns import fpgrowth
+
+        t = time.perf_counter()
+        res = fpgrowth(df, ms)
+        dt = time.perf_counter() - t
+        count = len(res)
+    elif lib.startswith("pyfim"):
+        import fim
+
+        algo = {"pyfim-fpgrowth": fim.fpgrowth, "pyfim-eclat": fim.eclat, "pyfim-relim": fim.relim,
+                "pyfim-count": fim.fpgrowth}[lib]
+        report = "#" if lib == "pyfim-count" else "a"
+        t = time.perf_counter()
+        res = algo(rows, supp=-c, report=report)
+        dt = time.perf_counter() - t
+        count = int(sum(res.values())) if report == "#" else len(res)
+        # pyfim omits an item present in every transaction (and its supersets' class).
+        full = sum(1 for col in range(df.shape[1]) if df.iloc[:, col].sum() == n) if df.shape[1] <= 200 else 0
+        extra["omits_full_items"] = full
+    elif lib == "rusket":
+        import rusket
+
+        t = time.perf_counter()
+        res = rusket.fpgrowth(df, ms, use_colnames=False)
+        dt = time.perf_counter() - t
+        count = len(res)
+    elif lib == "frozenset-floor":
+        import numpy as np
+
+        from ferromine import _core
+        from ferromine.frequent_patterns import fpgrowth
+
+        table = fpgrowth(df, ms, output="arrow", max_itemsets=None)
+        lists = table["itemsets"].combine_chunks()
+        tuples = [tuple(x) for x in lists.to_pylist()]
+        offsets = np.asarray(lists.offsets).astype(np.uint64)
+        items = np.asarray(lists.values).astype(np.uint32)
+        t = time.perf_counter()
+        floor = [frozenset(x) for x in tuples]
+        dt = time.perf_counter() - t
+        t = time.perf_counter()
+        ours = _core.fp_frozensets(offsets, items)
+        extra["ours_frozensets_s"] = time.perf_counter() - t
+        count = len(floor)
+        assert len(ours) == count
+    else:
+        raise ValueError(lib)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    return {"time": dt, "count": int(count), "peak_mb": peak, **extra}
+
+
+def installed(lib: str) -> bool:
+    mod = {"mlxtend": "mlxtend", "rusket": "rusket"}.get(lib, "fim" if lib.startswith("pyfim") else "ferromine")
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+def run_one(lib: str, dataset: str, ms: float, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, dataset, repr(ms)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout"}
+    if out.returncode != 0:
+        return {"status": "error", "error": out.stderr.strip().splitlines()[-1:] or ["?"]}
+    return {"status": "ok", **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the four easiest ground-truth levels")
+    mode.add_argument("--full", action="store_true", help="down to chess 40 %%, mushroom 1 %%, 1M generated")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 2)")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--budget", type=float, default=30, help="a library whose first run takes longer is not repeated")
+    ap.add_argument("--only", nargs="*", help="dataset:min_support configs")
+    ap.add_argument("--libs", nargs="*", default=LIBS)
+    ap.add_argument("--worker", nargs=3)
+    args = ap.parse_args()
+    if args.worker:
+        lib, dataset, ms = args.worker
+        print(json.dumps(worker(lib, dataset, float(ms))))
+        return
+    configs = QUICK if args.quick else (FULL if args.full else DEFAULT)
+    args.reps = args.reps or (2 if args.quick else 3)
+    if args.only:
+        configs = [(c.split(":")[0], float(c.split(":")[1])) for c in args.only]
+    results = []
+    for dataset, ms in configs:
+        runs: dict[str, list[dict]] = {lib: [] for lib in args.libs}
+        dead: set[str] = set()
+        for _ in range(args.reps):
+            for lib in args.libs:  # alternate libraries within each repetition
+                if lib in dead:
+                    continue
+                if not installed(lib):
+                    runs[lib].append({"status": "missing"})
+                    dead.add(lib)
+                    continue
+                if lib == "mlxtend" and dataset in DENSIFY_TOO_BIG:
+                    # mlxtend densifies sparse frames (df.values): 88 k x 16 k objects for retail.
+                    runs[lib].append({"status": "skipped (densifies)"})
+                    dead.add(lib)
+                    continue
+                r = run_one(lib, dataset, ms, args.timeout)
+                runs[lib].append(r)
+                if r["status"] != "ok" or r["time"] > args.budget:
+                    dead.add(lib)
+        row = {"dataset": dataset, "min_support": ms, "libs": {}}
+        for lib, rs in runs.items():
+            ok = [r for r in rs if r["status"] == "ok"]
+            if ok:
+                row["libs"][lib] = {
+                    "status": "ok",
+                    "time": statistics.median(r["time"] for r in ok),
+                    "peak_mb": statistics.median(r["peak_mb"] for r in ok),
+                    "count": ok[0]["count"],
+                    **{k: statistics.median(r[k] for r in ok) for k in ok[0] if k.endswith("_s")},
+                    **{k: ok[0][k] for k in ok[0] if k == "omits_full_items"},
+                }
+            else:
+                row["libs"][lib] = rs[-1] if rs else {"status": "skipped"}
+        results.append(row)
+        print_row(row, header=len(results) == 1)
+    out = REPO / "benches" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fpgrowth.json").write_text(json.dumps(
+        {"reps": args.reps, "results": results, "rows": _rows(results), "scaling": _scaling(results)}, indent=1))
+
+
+# (ours, reference) pairs shown as speed-up bars: columnar output against the
+# fastest miners, mlxtend's frozenset frame against mlxtend, counts against counts.
+PAIRS = [
+    ("ferromine-arrow", "pyfim best"),
+    ("ferromine-arrow", "rusket"),
+    ("ferromine-arrow", "mlxtend"),
+    ("ferromine-pandas", "mlxtend"),
+    ("ferromine-count", "pyfim-count"),
+]
+
+
+def _best_pyfim(libs: dict) -> dict | None:
+    ok = [libs[k] for k in ("pyfim-fpgrowth", "pyfim-eclat", "pyfim-relim") if libs.get(k, {}).get("status") == "ok"]
+    return min(ok, key=lambda p: p["time"]) if ok else None
+
+
+def _rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for res in results:
+        libs = dict(res["libs"])
+        libs["pyfim best"] = _best_pyfim(libs)
+        ours_n = libs.get("ferromine-arrow", {}).get("count")
+        for ours, ref in PAIRS:
+            a, b = libs.get(ours), libs.get(ref)
+            if not a or not b or a.get("status") != "ok" or b.get("status") != "ok":
+                continue
+            agree = b["count"] == ours_n or (ref.startswith("pyfim") and b.get("omits_full_items", 0) > 0)
+            rows.append({
+                "case": f"{res['dataset']} {res['min_support']:g} ({ours_n:,} itemsets)", "ours": ours,
+                "reference": ref, "ours_s": a["time"], "reference_s": b["time"],
+                "speedup": b["time"] / a["time"], "agree": bool(agree),
+                "ours_peak_mb": a["peak_mb"], "reference_peak_mb": b["peak_mb"],
+            })
+    return rows
+
+
+def _scaling(results: list[dict]) -> list[dict]:
+    """Time against the number of itemsets found, per dataset, for every library."""
+    series = []
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        pts = sorted((r for r in results if r["dataset"] == dataset),
+                     key=lambda r: r["libs"].get("ferromine-arrow", {}).get("count", 0))
+        if len(pts) < 2:
+            continue
+        names = ["ferromine-arrow", "ferromine-pandas", "mlxtend", "pyfim-fpgrowth", "rusket"]
+        series.append({
+            "title": f"FP-Growth on {dataset}: time against output size", "x_label": "frequent itemsets",
+            "x": [r["libs"].get("ferromine-arrow", {}).get("count", 0) for r in pts],
+            "lines": {n: [r["libs"].get(n, {}).get("time") for r in pts] for n in names},
+        })
+    return series
+
+
+def fmt(r: dict | None) -> str:
+    if not r:
+        return "-"
+    if r.get("status") != "ok":
+        return r.get("status", "-")
+    return f"{r['time']:.3f}s/{r['peak_mb']:.0f}MB"
+
+
+def ratio(a: dict | None, b: dict | None) -> str:
+    if not a or not b or a.get("status") != "ok" or b.get("status") != "ok" or a["time"] <= 0:
+        return "-"
+    return f"{b['time'] / a['time']:.1f}x"
+
+
+def print_row(row: dict, header: bool) -> None:
+    L = row["libs"]
+    pyfim = [L.get(k) for k in ("pyfim-fpgrowth", "pyfim-eclat", "pyfim-relim")]
+    pyfim = [p for p in pyfim if p and p.get("status") == "ok"]
+    best = min(pyfim, key=lambda p: p["time"]) if pyfim else None
+    ours = L.get("ferromine-arrow")
+    counts = {k: v["count"] for k, v in L.items() if v.get("status") == "ok" and k != "frozenset-floor"}
+    fim_full = max((v.get("omits_full_items", 0) for v in L.values() if v.get("status") == "ok"), default=0)
+    ours_n = counts.get("ferromine-arrow")
+    agree = all(
+        c == ours_n or (k.startswith("pyfim") and fim_full and c < ours_n) for k, c in counts.items()
+    )
+    floor = L.get("frozenset-floor")
+    fs = (
+        f"{floor['ours_frozensets_s']:.3f}s vs {floor['time']:.3f}s"
+        if floor and floor.get("status") == "ok"
+        else "-"
+    )
+    if header:
+        print(
+            "| config | itemsets | ours arrow | ours pandas | ours count | mlxtend | pyfim best | pyfim count"
+            " | rusket | vs mlxtend (arrow/pandas) | vs pyfim best | vs rusket | count vs pyfim count"
+            " | frozensets ours vs floor | agree |"
+        )
+        print("|" + "---|" * 15)
+    print(
+        f"| {row['dataset']} {row['min_support']} | {ours_n} | {fmt(ours)} | {fmt(L.get('ferromine-pandas'))}"
+        f" | {fmt(L.get('ferromine-count'))} | {fmt(L.get('mlxtend'))} | {fmt(best)}"
+        f" | {fmt(L.get('pyfim-count'))} | {fmt(L.get('rusket'))}"
+        f" | {ratio(ours, L.get('mlxtend'))}/{ratio(L.get('ferromine-pandas'), L.get('mlxtend'))}"
+        f" | {ratio(ours, best)} | {ratio(ours, L.get('rusket'))}"
+        f" | {ratio(L.get('ferromine-count'), L.get('pyfim-count'))} | {fs} | {'yes' if agree else 'NO'} |",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Isolation forest: ferromine against scikit-learn, isotree and coniferest.
+
+    python benches/bench_iforest.py [--quick | --full] [--reps N]
+
+Every library fits 100 trees on 256-row samples (isotree with ``ndim=1``,
+single-variable splits as scikit-learn's) and scores every row, on the same
+input, in one process, alternating libraries within each repetition; times are
+medians over the repetitions. Fit and score are timed apart. scikit-learn fits
+with ``n_jobs=2`` and scores inside ``joblib.parallel_backend("threading",
+n_jobs=2)`` so it uses both cores too. The answers-agree column compares the
+ROC-AUC of each library's scores on the planted outliers with scikit-learn's
+(|diff| <= 0.02). A reference that is not installed is reported as missing.
+
+Prints a Markdown table and writes ``benches/results/iforest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FERROMINE_DATA", ROOT.parent / "shared" / "data")) / "odds"
+N_TREES, SAMPLE = 100, 256
+THREADS = 2
+
+
+def _synthetic(n: int, d: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.zeros(n, dtype=np.uint8)
+    k = n // 100
+    X[:k] += rng.uniform(3, 5, size=(k, d)) * rng.choice([-1.0, 1.0], size=(k, d))
+    y[:k] = 1
+    return X.astype(dtype), y
+
+
+# -- the libraries: (fit(X) -> model, score(model, X) -> higher = more normal) --
+
+
+def _ferromine():
+    from ferromine.ensemble import IsolationForest
+
+    def fit(X):
+        return IsolationForest(n_estimators=N_TREES, max_samples=SAMPLE, n_jobs=THREADS, random_state=0).fit(X)
+
+    return fit, lambda m, X: m.score_samples(X)
+
+
+def _sklearn():
+    from joblib import parallel_backend
+    from sklearn.ensemble import IsolationForest
+
+    def fit(X):
+        return IsolationForest(n_estimators=N_TREES, max_samples=SAMPLE, n_jobs=THREADS, random_state=0).fit(X)
+
+    def score(m, X):
+        with parallel_backend("threading", n_jobs=THREADS):
+            return m.score_samples(X)
+
+    return fit, score
+
+
+def _isotree():
+    from isotree import IsolationForest
+
+    def fit(X):
+        return IsolationForest(
+            ndim=1, ntrees=N_TREES, sample_size=SAMPLE, nthreads=THREADS, random_seed=0, missing_action="fail"
+        ).fit(X)
+
+    return fit, lambda m, X: -m.decision_function(X)
+
+
+def _coniferest():
+    from coniferest.isoforest import IsolationForest
+
+    def fit(X):
+        return IsolationForest(n_trees=N_TREES, n_subsamples=SAMPLE, n_jobs=THREADS, random_seed=0).fit(X)
+
+    return fit, lambda m, X: m.score_samples(X)
+
+
+LIBS = {"ferromine": _ferromine, "sklearn": _sklearn, "isotree": _isotree, "coniferest": _coniferest}
+
+
+def _load_libs():
+    libs, missing = {}, {}
+    for name, make in LIBS.items():
+        try:
+            libs[name] = make()
+        except ImportError as exc:
+            missing[name] = str(exc)
+    return libs, missing
+
+
+def _bench(libs, X, y, reps: int):
+    fit_t = {k: [] for k in libs}
+    score_t = {k: [] for k in libs}
+    auc = {}
+    for _ in range(reps):
+        for name, (fit, score) in libs.items():
+            t0 = time.perf_counter()
+            model = fit(X)
+            t1 = time.perf_counter()
+            s = score(model, X)
+            t2 = time.perf_counter()
+            fit_t[name].append(t1 - t0)
+            score_t[name].append(t2 - t1)
+            auc[name] = float(roc_auc_score(y, -np.asarray(s, dtype=np.float64)))
+            del model, s
+    med = lambda v: statistics.median(v)  # noqa: E731
+    return {k: {"fit_s": med(fit_t[k]), "score_s": med(score_t[k]), "auc": auc[k]} for k in libs}
+
+
+def _configs(mode: str):
+    sizes = {"quick": [20_000], "default": [100_000], "full": [100_000, 1_000_000]}[mode]
+    shapes = [(10, np.float32)] if mode == "quick" else [(d, t) for d in (10, 50) for t in (np.float64, np.float32)]
+    for n in sizes:
+        for d, dtype in shapes:
+            yield f"n={n:,} d={d} {np.dtype(dtype).name}", lambda n=n, d=d, dtype=dtype: _synthetic(n, d, dtype)
+    odds = {"quick": [], "default": ["donors", "skin"], "full": ["donors", "celeba", "skin", "smtp"]}[mode]
+    for name in odds:
+        path = DATA / f"{name}.npz"
+        if path.exists():
+
+            def load(path=path):
+                z = np.load(path)
+                return z["X"], z["y"]
+
+            yield f"ODDS {name}", load
+
+
+def _scaling(libs, mode: str) -> list[dict]:
+    """Scoring time against n (100 trees fitted once on 256 rows), and
+    ferromine's fit + score time against the thread count."""
+    if mode == "quick":
+        return []
+    from ferromine.ensemble import IsolationForest
+
+    ns = [10_000, 100_000] + ([1_000_000] if mode == "full" else [])
+    lines: dict[str, list[float]] = {k: [] for k in libs}
+    for n in ns:
+        X, _ = _synthetic(n, 10, np.float32, seed=1)
+        for name, (fit, score) in libs.items():
+            model = fit(X[:20_000])
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                score(model, X)
+                times.append(time.perf_counter() - t)
+            lines[name].append(statistics.median(times))
+    X, _ = _synthetic(ns[1], 10, np.float32, seed=2)
+    by_threads = []
+    for j in (1, 2):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            IsolationForest(n_estimators=N_TREES, n_jobs=j, random_state=0).fit(X).score_samples(X)
+            times.append(time.perf_counter() - t)
+        by_threads.append(statistics.median(times))
+    return [
+        {"title": "isolation forest scoring against n (d=10 float32, 100 trees)", "x_label": "rows scored",
+         "x": ns, "lines": lines},
+        {"title": f"ferromine fit + score against threads (n={ns[1]:,} d=10 float32)", "x_label": "threads (n_jobs)",
+         "x": [1, 2], "lines": {"ferromine": by_threads}},
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode_arg = ap.add_mutually_exclusive_group()
+    mode_arg.add_argument("--quick", action="store_true", help="20k rows, d=10, no ODDS set")
+    mode_arg.add_argument("--full", action="store_true", help="also 1M rows and four large ODDS sets")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 2)")
+    args = ap.parse_args()
+    mode = "quick" if args.quick else ("full" if args.full else "default")
+    reps = args.reps or (2 if args.quick else 3)
+    libs, missing = _load_libs()
+    refs = [k for k in libs if k != "ferromine"]
+    results, rows = [], []
+    header = ["config", "ferromine fit+score (s)"]
+    for r in refs:
+        header += [f"{r} (s)", f"ratio {r}/ours"]
+    header += ["ours rows/s (score)", "answers agree"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for label, make in _configs(mode):
+        X, y = make()
+        n_reps = reps if X.shape[0] <= 200_000 else max(1, reps - 1)
+        r = _bench(libs, X, y, n_reps)
+        ours = r["ferromine"]
+        total = ours["fit_s"] + ours["score_s"]
+        row = [label, f"{total:.3f} (fit {ours['fit_s']:.3f}, score {ours['score_s']:.3f})"]
+        agree = all(abs(r[k]["auc"] - r.get("sklearn", ours)["auc"]) <= 0.02 for k in r)
+        for k in refs:
+            t = r[k]["fit_s"] + r[k]["score_s"]
+            row += [f"{t:.2f} (fit {r[k]['fit_s']:.2f}, score {r[k]['score_s']:.2f})", f"{t / total:.1f}x"]
+        row += [f"{X.shape[0] / ours['score_s']:.3g}", ("yes" if agree else "NO") + " (AUC " + ", ".join(
+            f"{k} {v['auc']:.3f}" for k, v in r.items()) + ")"]
+        print("| " + " | ".join(row) + " |", flush=True)
+        results.append({"config": label, "n": int(X.shape[0]), "d": int(X.shape[1]), "dtype": str(X.dtype),
+                        "reps": n_reps, "results": r, "answers_agree": agree})
+        for k in refs:
+            rows.append({
+                "case": label, "ours": "ferromine", "reference": f"{k} (fit + score)", "ours_s": total,
+                "reference_s": r[k]["fit_s"] + r[k]["score_s"], "speedup": (r[k]["fit_s"] + r[k]["score_s"]) / total,
+                "agree": bool(abs(r[k]["auc"] - ours["auc"]) <= 0.02), "auc_ours": ours["auc"], "auc_reference": r[k]["auc"],
+            })
+    for k, why in missing.items():
+        print(f"\n{k}: missing ({why})")
+    scaling = _scaling(libs, mode)
+    out = ROOT / "benches" / "results" / "iforest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": THREADS},
+        "n_trees": N_TREES, "max_samples": SAMPLE, "quick": args.quick,
+        "missing": missing, "configs": results, "rows": rows, "scaling": scaling,
+    }, indent=1))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
