@@ -68,6 +68,7 @@ def kmeans_lloyd(
     max_iter: int,
     tol: float,
     n_threads: int | None = None,
+    bounded: bool = False,
 ) -> tuple[_Dense, npt.NDArray[np.int32], float, int, bool]: ...
 def kmeans_plusplus(
     x: _Dense,

@@ -58,8 +58,9 @@ type LloydOut<'py> = (
 
 /// One Lloyd run from `init`: `(centers, labels, inertia, n_iter, strict)`.
 /// `shift` (the column means of X) only steers the accuracy of distances.
+/// `bounded` runs Hamerly's bounds (same results, fewer distances).
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, init, shift, max_iter, tol, n_threads=None))]
+#[pyo3(signature = (x, sample_weight, init, shift, max_iter, tol, n_threads=None, bounded=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_lloyd<'py>(
     py: Python<'py>,
@@ -70,6 +71,7 @@ pub fn kmeans_lloyd<'py>(
     max_iter: usize,
     tol: f64,
     n_threads: Option<usize>,
+    bounded: bool,
 ) -> PyResult<LloydOut<'py>> {
     let w = weights_slice(&sample_weight)?;
     let s = f64_slice(&shift, "shift")?;
@@ -79,7 +81,11 @@ pub fn kmeans_lloyd<'py>(
             let d = xv.ncols();
             let (c, k) = centers_vec($c.as_array());
             let r = run(py, threads(n_threads), |cancel| {
-                kmeans::lloyd(&xv, w, &c, k, s, max_iter, tol, cancel)
+                if bounded {
+                    kmeans::hamerly(&xv, w, &c, k, s, max_iter, tol, cancel)
+                } else {
+                    kmeans::lloyd(&xv, w, &c, k, s, max_iter, tol, cancel)
+                }
             })?;
             (
                 to_array2(py, r.centers, k, d)?,
