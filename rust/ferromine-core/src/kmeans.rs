@@ -537,21 +537,23 @@ pub struct Top2<T> {
     pub second: T,
 }
 
-/// [`argmin_rows`] that also keeps the second smallest score. The scores are
-/// the same micro-kernel's, scanned in index order with strict `<`, so the
-/// label is exactly the one [`argmin_rows`] returns.
+/// [`argmin_rows`] that also keeps the second smallest score. Same scores
+/// and same per-lane strict-`<` scan with the same lane merge, so the label
+/// is exactly the one [`argmin_rows`] returns. Each lane also keeps its
+/// second best (branch-free, so it vectorises); the row's second score is
+/// the winning lane's second or another lane's best.
 #[inline(always)]
 fn top2_rows<T: Float, const NR: usize, const FMA: bool>(
     xs: &[T],
     panels: &Panels<T>,
     out: &mut [Top2<T>],
 ) {
-    let (d, k) = (panels.d, panels.k);
+    let d = panels.d;
     let two = T::from_f64(2.0);
     for (b, block) in xs.chunks_exact(MR * d).enumerate() {
-        let mut best = [T::INFINITY; MR];
-        let mut second = [T::INFINITY; MR];
-        let mut lab = [0usize; MR];
+        let mut best = [[T::INFINITY; NR]; MR];
+        let mut second = [[T::INFINITY; NR]; MR];
+        let mut bpanel = [[T::ZERO; NR]; MR];
         for (p, (panel, norms)) in panels
             .data
             .chunks_exact(d * NR)
@@ -559,26 +561,42 @@ fn top2_rows<T: Float, const NR: usize, const FMA: bool>(
             .enumerate()
         {
             let acc = micro_any::<T, NR, FMA>(block, d, panel);
-            let lanes = NR.min(k.saturating_sub(p * NR));
+            let pt = T::from_f64(p as f64);
             for i in 0..MR {
-                for j in 0..lanes {
-                    let sc = norms[j] - two * acc[i][j];
-                    if sc < best[i] {
-                        second[i] = best[i];
-                        best[i] = sc;
-                        lab[i] = p * NR + j;
-                    } else if sc < second[i] {
-                        second[i] = sc;
-                    }
+                for (j, &nj) in norms.iter().enumerate().take(NR) {
+                    let sc = nj - two * acc[i][j];
+                    let lt = sc < best[i][j];
+                    let sec = if sc < second[i][j] { sc } else { second[i][j] };
+                    second[i][j] = if lt { best[i][j] } else { sec };
+                    best[i][j] = if lt { sc } else { best[i][j] };
+                    bpanel[i][j] = if lt { pt } else { bpanel[i][j] };
                 }
             }
         }
         for i in 0..MR {
+            let bd = best[i]
+                .iter()
+                .fold(T::INFINITY, |m, &v| if v < m { v } else { m });
+            let mut bi = usize::MAX;
+            for j in 0..NR {
+                let idx = bpanel[i][j].to_f64() as u32 as usize * NR + j;
+                if best[i][j] == bd {
+                    bi = bi.min(idx);
+                }
+            }
+            let bi = if bd == T::INFINITY { 0 } else { bi };
+            let lane = bi % NR;
+            let mut sec = second[i][lane];
+            for j in 0..NR {
+                if j != lane && best[i][j] < sec {
+                    sec = best[i][j];
+                }
+            }
             if let Some(o) = out.get_mut(b * MR + i) {
                 *o = Top2 {
-                    label: lab[i] as i32,
-                    best: best[i],
-                    second: second[i],
+                    label: bi.min(panels.k.saturating_sub(1)) as i32,
+                    best: bd,
+                    second: sec,
                 };
             }
         }
