@@ -404,3 +404,50 @@ def test_elkan_matches_sklearn_and_is_n_jobs_invariant():
     _assert_same_fit(ours, ref, X)
     fits = [KMeans(20, algorithm="elkan", random_state=7, n_jobs=j, n_init=2).fit(X.astype(np.float32)) for j in (1, 2)]
     _assert_bit_identical(*fits)
+
+
+# ---------------------------------------------------------------------------
+# init="k-means||" (scalable k-means++).
+
+
+def test_kmeans_parallel_quality_close_to_kmeans_plusplus():
+    X, _ = make_blobs(20_000, n_features=8, centers=25, cluster_std=1.5, random_state=0)
+    pp = np.mean([KMeans(25, init="k-means++", random_state=s).fit(X).inertia_ for s in range(6)])
+    par = np.mean([KMeans(25, init="k-means||", random_state=s).fit(X).inertia_ for s in range(6)])
+    assert par <= pp * 1.02
+    D = load_digits().data
+    pp = np.mean([KMeans(10, init="k-means++", random_state=s).fit(D).inertia_ for s in range(6)])
+    par = np.mean([KMeans(10, init="k-means||", random_state=s).fit(D).inertia_ for s in range(6)])
+    assert par <= pp * 1.02
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_parallel_deterministic_for_any_n_jobs(dtype):
+    X, _ = make_blobs(12_000, n_features=5, centers=12, random_state=1)
+    X = X.astype(dtype)
+    w = np.random.RandomState(0).uniform(0, 2, len(X))
+    fits = [KMeans(12, init="k-means||", random_state=4, n_jobs=j, max_iter=1).fit(X, sample_weight=w) for j in (1, 2)]
+    _assert_bit_identical(*fits)
+    assert fits[0].cluster_centers_.dtype == dtype
+    other = KMeans(12, init="k-means||", random_state=5, max_iter=1).fit(X, sample_weight=w)
+    assert other.cluster_centers_.tobytes() != fits[0].cluster_centers_.tobytes()
+
+
+def test_kmeans_parallel_edge_cases():
+    # As many clusters as rows, and fewer distinct points than clusters.
+    X = np.arange(12.0).reshape(6, 2)
+    km = KMeans(6, init="k-means||", random_state=0).fit(X)
+    assert sorted(km.labels_.tolist()) == list(range(6))
+    dup = np.array([[0.0, 0.0]] * 5 + [[1.0, 1.0]] * 5)
+    with pytest.warns(ConvergenceWarning, match="Number of distinct clusters"):
+        KMeans(3, init="k-means||", random_state=0).fit(dup)
+    # Zero-weight rows are never drawn as candidates; weights sum to the total.
+    from ferromine import _core
+
+    X, _ = make_blobs(600, n_features=2, centers=3, random_state=0)
+    w = np.zeros(len(X))
+    w[:200] = 1.0
+    for seed in range(5):
+        idx, wc = _core.kmeans_parallel(X, w, 3, 5, 6.0, X.mean(0), seed, 0, 1)
+        assert idx.max() < 200 and len(idx) >= 3
+        assert wc.sum() == pytest.approx(200.0)

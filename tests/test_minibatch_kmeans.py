@@ -225,3 +225,11 @@ def _expected_failed_checks(estimator):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_kmeans_parallel_init(blobs):
+    a = MiniBatchKMeans(9, init="k-means||", random_state=0, n_jobs=1).fit(blobs)
+    b = MiniBatchKMeans(9, init="k-means||", random_state=0, n_jobs=2).fit(blobs)
+    assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
+    ref = np.median([SKMiniBatchKMeans(9, random_state=s, n_init=3).fit(blobs).inertia_ for s in range(3)])
+    assert a.inertia_ <= ref * 1.05

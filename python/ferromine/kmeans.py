@@ -78,6 +78,24 @@ def _n_local_trials(n_clusters: int) -> int:
     return 2 + int(np.log(n_clusters))
 
 
+_PARALLEL_ROUNDS = 5
+
+
+def _kmeans_parallel_init(X, sw, k: int, seed: int, stream: int, n_threads: int) -> np.ndarray:
+    """k-means|| (scalable k-means++): ~``2k`` candidates drawn in each of 5
+    rounds (Rust, thread-count independent), reduced to ``k`` centres by
+    weighted greedy k-means++ and a short weighted Lloyd on the candidates."""
+    shift, _ = _shift_and_tolerance(X, 0.0, n_threads)
+    idx, wc = _core.kmeans_parallel(X, sw, k, _PARALLEL_ROUNDS, 2.0 * k, shift, seed, stream, n_threads)
+    Xc = np.ascontiguousarray(X[idx])
+    cshift, ctol = _shift_and_tolerance(Xc, 1e-4, n_threads)
+    sel = _core.kmeans_plusplus(Xc, wc, k, _n_local_trials(k), cshift, seed, stream, n_threads)
+    if len(Xc) == k:
+        return np.ascontiguousarray(Xc[sel])
+    centers, _, _, _, _ = _core.kmeans_lloyd(Xc, wc, np.ascontiguousarray(Xc[sel]), cshift, 20, ctol, n_threads)
+    return np.ascontiguousarray(centers, dtype=X.dtype)
+
+
 def kmeans_plusplus(
     X,
     n_clusters: int,
@@ -150,13 +168,15 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             raise ValueError(f"The 'tol' parameter of {est} must be a float >= 0. Got {self.tol!r} instead.")
         init = self.init
         if isinstance(init, str):
-            if init not in ("k-means++", "random"):
+            if init not in ("k-means++", "k-means||", "random"):
                 raise ValueError(
-                    f"The 'init' parameter of {est} must be 'k-means++', 'random', a callable or an array. Got {init!r} instead."
+                    f"The 'init' parameter of {est} must be 'k-means++', 'k-means||', 'random', a callable or an array. "
+                    f"Got {init!r} instead."
                 )
         elif not callable(init) and not hasattr(init, "__len__") and not hasattr(init, "__array__"):
             raise TypeError(
-                f"The 'init' parameter of {est} must be 'k-means++', 'random', a callable or an array. Got {init!r} instead."
+                f"The 'init' parameter of {est} must be 'k-means++', 'k-means||', 'random', a callable or an array. "
+                f"Got {init!r} instead."
             )
 
     def _validate_center_shape(self, X: np.ndarray, centers: np.ndarray) -> None:
@@ -172,7 +192,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def _n_runs(self, default: int = 10) -> int:
         init = self.init
         if self.n_init == "auto":
-            n = 1 if (isinstance(init, str) and init == "k-means++") or not (isinstance(init, str) or callable(init)) else default
+            seeded = isinstance(init, str) and init in ("k-means++", "k-means||")
+            n = 1 if seeded or not (isinstance(init, str) or callable(init)) else default
         else:
             n = int(self.n_init)
         if not isinstance(init, str) and not callable(init) and n != 1:
@@ -238,14 +259,17 @@ class KMeans(_BaseKMeans):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
+    init : {"k-means++", "k-means||", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
         ``"k-means++"``: greedy k-means++ with ``2 + int(ln k)`` candidates per
-        centre. ``"random"``: ``n_clusters`` distinct rows drawn with
+        centre. ``"k-means||"``: scalable k-means++ (Bahmani et al.): 5
+        rounds drawing about ``2 * n_clusters`` rows each with probability
+        proportional to ``sample_weight * D^2``, then weighted k-means++ and
+        a short Lloyd on those candidates (not in scikit-learn). ``"random"``: ``n_clusters`` distinct rows drawn with
         probability proportional to ``sample_weight``. An array: the initial
         centres. A callable ``init(X, n_clusters, random_state) -> centers``.
     n_init : "auto" or int, default="auto"
         Runs with different seeds; the one with the lowest inertia is kept.
-        ``"auto"``: 1 for "k-means++" or an array, 10 otherwise.
+        ``"auto"``: 1 for "k-means++", "k-means||" or an array, 10 otherwise.
     max_iter : int, default=300
         Maximum Lloyd iterations per run.
     tol : float, default=1e-4
@@ -319,6 +343,8 @@ class KMeans(_BaseKMeans):
         if isinstance(init, str) and init == "k-means++":
             idx = _core.kmeans_plusplus(X, sw, k, _n_local_trials(k), shift, seed, run, n_threads)
             return np.ascontiguousarray(X[idx])
+        if isinstance(init, str) and init == "k-means||":
+            return _kmeans_parallel_init(X, sw, k, seed, run, n_threads)
         # Per-run generators derived from the one seed: independent of threads.
         rs = np.random.RandomState(np.random.SeedSequence([seed, run]).generate_state(1)[0])
         if isinstance(init, str) and init == "random":
@@ -424,7 +450,7 @@ class MiniBatchKMeans(_BaseKMeans):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
+    init : {"k-means++", "k-means||", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
         As :class:`KMeans`, applied to ``init_size`` random rows.
     max_iter : int, default=100
         Maximum passes over the data (``max_iter * n_samples / batch_size``
@@ -448,7 +474,7 @@ class MiniBatchKMeans(_BaseKMeans):
         ``3 * n_clusters``).
     n_init : "auto" or int, default="auto"
         Inits tried; the best on a validation subset is kept. ``"auto"``: 1
-        for "k-means++" or an array, 3 otherwise.
+        for "k-means++", "k-means||" or an array, 3 otherwise.
     reassignment_ratio : float, default=0.01
         Centres whose count is below this fraction of the largest count are
         reassigned.
@@ -559,6 +585,8 @@ class MiniBatchKMeans(_BaseKMeans):
             shift, _ = _shift_and_tolerance(X, 0.0, n_threads)
             idx = _core.kmeans_plusplus(X, sw, k, _n_local_trials(k), shift, seed, 0, n_threads)
             return np.ascontiguousarray(X[idx])
+        if isinstance(init, str) and init == "k-means||":
+            return _kmeans_parallel_init(X, sw, k, int(rs.randint(np.iinfo(np.int32).max)), 0, n_threads)
         if isinstance(init, str) and init == "random":
             w = np.ones(X.shape[0]) if sw is None else sw
             idx = rs.choice(X.shape[0], size=k, replace=False, p=w / w.sum())

@@ -956,7 +956,9 @@ pub fn hamerly_pass<T: Float>(
     let (n, d) = check_dims(x, shift, weights)?;
     check_centers(centers.len(), k, d)?;
     if labels.len() != n || bounds.upper.len() != n || bounds.lower.len() != n {
-        return Err(CoreError::Internal("bounds buffers have the wrong length".into()));
+        return Err(CoreError::Internal(
+            "bounds buffers have the wrong length".into(),
+        ));
     }
     let panels = Panels::<T>::new(centers, k, d);
     // The geometry the kernel sees: centres rounded to X's dtype.
@@ -1000,7 +1002,8 @@ pub fn hamerly_pass<T: Float>(
                 sums: vec![0.0; k * d],
                 weights: vec![0.0; k],
             };
-            let (mut buf, mut gbuf, mut redo, mut tops) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut buf, mut gbuf, mut redo, mut tops) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let g0 = g * g_rows;
             for (c, ((clabels, cup), clow)) in glabels
                 .chunks_mut(CHUNK)
@@ -1551,6 +1554,190 @@ pub fn kmeans_plusplus<T: Float>(
     Ok(chosen)
 }
 
+/// Distance of each row to its closest centre among `cands` (rows of X),
+/// folded into `closest` (`min`). The kernel picks the centre; the squared
+/// distance to it is then computed exactly in f64.
+fn fold_closest<T: Float>(
+    x: &ArrayView2<T>,
+    shift: &[f64],
+    cands: &[usize],
+    closest: &mut [f64],
+    cancel: &Cancel,
+) -> Result<()> {
+    let d = shift.len();
+    let cvals: Vec<f64> = cands
+        .iter()
+        .flat_map(|&i| {
+            x.row(i)
+                .iter()
+                .zip(shift)
+                .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    let panels = Panels::<T>::new(&cvals, cands.len(), d);
+    let simd = simd_available();
+    closest
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, cl)| {
+            cancel.check()?;
+            let r0 = c * CHUNK;
+            let mut buf = Vec::new();
+            pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
+            let mut lab = vec![0i32; cl.len()];
+            argmin_packed(simd, &buf, &panels, &mut lab);
+            for ((o, &l), xr) in cl.iter_mut().zip(&lab).zip(buf.chunks_exact(d)) {
+                let cen = &cvals[l as usize * d..(l as usize + 1) * d];
+                let dd: f64 = xr
+                    .iter()
+                    .zip(cen)
+                    .map(|(&a, &b)| {
+                        let t = a.to_f64() - b;
+                        t * t
+                    })
+                    .sum();
+                *o = o.min(dd);
+            }
+            Ok(())
+        })
+}
+
+/// Candidates of scalable k-means++ ("k-means||", Bahmani et al., 2012):
+/// a first row drawn with p ~ w, then `rounds` rounds in which every row is
+/// drawn independently with probability `min(1, l * w * D^2 / psi)` (D = its
+/// distance to the candidates so far, psi = sum w D^2). Returns the
+/// candidate rows and their weights (total weight of the rows closest to
+/// each); the caller reduces them to k centres with weighted k-means++.
+///
+/// Each chunk of [`CHUNK`] rows draws from its own (seed, stream, round,
+/// chunk) stream and the potentials are summed in chunk order, so the result
+/// does not depend on the thread count. At least `k` candidates are
+/// returned (the first rows not drawn fill up when too few were).
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_parallel<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    k: usize,
+    rounds: usize,
+    oversampling: f64,
+    shift: &[f64],
+    seed: u64,
+    stream: u64,
+    cancel: &Cancel,
+) -> Result<(Vec<usize>, Vec<f64>)> {
+    let (n, _) = check_dims(x, shift, weights)?;
+    if k == 0 || k > n {
+        return Err(CoreError::invalid(format!(
+            "n_samples={n} should be >= n_clusters={k}."
+        )));
+    }
+    if !(oversampling > 0.0 && oversampling.is_finite()) {
+        return Err(CoreError::invalid("oversampling factor must be > 0"));
+    }
+    let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let mut rng = SplitMix64::new(seed, stream);
+    let first = {
+        let total: f64 = (0..n).map(w_at).sum();
+        let target = rng.uniform() * total;
+        let mut acc = 0.0;
+        let mut pick = n - 1;
+        for i in 0..n {
+            acc += w_at(i);
+            if acc > target {
+                pick = i;
+                break;
+            }
+        }
+        pick
+    };
+    let mut chosen = vec![first];
+    let mut is_chosen = vec![false; n];
+    is_chosen[first] = true;
+    let mut closest = vec![f64::INFINITY; n];
+    let mut fresh = vec![first];
+    for round in 0..rounds {
+        cancel.check()?;
+        fold_closest(x, shift, &fresh, &mut closest, cancel)?;
+        let parts: Vec<f64> = closest
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, o)| {
+                o.iter()
+                    .enumerate()
+                    .map(|(i, &v)| w_at(c * CHUNK + i) * v)
+                    .sum::<f64>()
+            })
+            .collect();
+        let psi: f64 = parts.iter().sum();
+        if !(psi > 0.0) {
+            break; // every row sits on a candidate
+        }
+        let picks: Vec<Vec<usize>> = closest
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, o)| {
+                let sub = ((round as u64 + 1) << 40) ^ c as u64;
+                let mut r = SplitMix64::new(
+                    seed ^ 0x6B6D_6561_6E73_7C7C,
+                    stream.wrapping_mul(0x1000_0000_01B3) ^ sub,
+                );
+                o.iter()
+                    .enumerate()
+                    .filter_map(|(i, &v)| {
+                        let row = c * CHUNK + i;
+                        (r.uniform() * psi < oversampling * w_at(row) * v).then_some(row)
+                    })
+                    .collect()
+            })
+            .collect();
+        fresh = picks
+            .into_iter()
+            .flatten()
+            .filter(|&i| !is_chosen[i])
+            .collect();
+        for &i in &fresh {
+            is_chosen[i] = true;
+        }
+        chosen.extend_from_slice(&fresh);
+        if fresh.is_empty() {
+            break;
+        }
+    }
+    for i in 0..n {
+        if chosen.len() >= k {
+            break;
+        }
+        if !is_chosen[i] {
+            is_chosen[i] = true;
+            chosen.push(i);
+        }
+    }
+    // Weight of each candidate: the rows closest to it.
+    let cvals: Vec<f64> = chosen
+        .iter()
+        .flat_map(|&i| {
+            x.row(i)
+                .iter()
+                .zip(shift)
+                .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    let mut labels = vec![0i32; n];
+    let stats = lloyd_pass(
+        x,
+        weights,
+        shift,
+        &cvals,
+        chosen.len(),
+        &mut labels,
+        true,
+        cancel,
+    )?;
+    Ok((chosen, stats.weights))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1663,10 +1850,16 @@ mod tests {
     fn many_blobs(n: usize, d: usize, m: usize, seed: u64, offset: f64) -> Array2<f64> {
         let mut r = SplitMix64::new(seed, 1);
         let cen: Vec<f64> = (0..m * d).map(|_| r.uniform() * 40.0).collect();
-        Array2::from_shape_fn((n, d), |(i, f)| cen[(i % m) * d + f] + 6.0 * r.uniform() + offset)
+        Array2::from_shape_fn((n, d), |(i, f)| {
+            cen[(i % m) * d + f] + 6.0 * r.uniform() + offset
+        })
     }
 
-    fn check_hamerly_equals_lloyd<T: Float + std::fmt::Debug>(x: &Array2<T>, k: usize, iters: usize) {
+    fn check_hamerly_equals_lloyd<T: Float + std::fmt::Debug>(
+        x: &Array2<T>,
+        k: usize,
+        iters: usize,
+    ) {
         let d = x.ncols();
         let init: Vec<T> = (0..k)
             .flat_map(|j| x.row((j * 7919) % x.nrows()).to_vec())
@@ -1702,9 +1895,57 @@ mod tests {
             check_hamerly_equals_lloyd(&x.mapv(|v| v as f32), k, 60);
         }
         // Integer grid: exact ties everywhere; centres repeat, clusters empty.
-        let x = Array2::from_shape_fn((900, 2), |(i, f)| if f == 0 { (i % 30) as f64 } else { (i / 30 % 3) as f64 });
+        let x = Array2::from_shape_fn((900, 2), |(i, f)| {
+            if f == 0 {
+                (i % 30) as f64
+            } else {
+                (i / 30 % 3) as f64
+            }
+        });
         check_hamerly_equals_lloyd(&x, 12, 30);
         check_hamerly_equals_lloyd(&x.mapv(|v| v as f32), 12, 30);
+    }
+
+    #[test]
+    fn kmeans_parallel_is_deterministic_and_covers_the_blobs() {
+        let x = many_blobs(5000, 4, 10, 3, 0.0);
+        let (shift, _) = column_stats(&x.view(), &Cancel::new()).unwrap();
+        let go = |t| {
+            run_in_pool(t, || {
+                kmeans_parallel(&x.view(), None, 10, 5, 20.0, &shift, 9, 0, &Cancel::new()).unwrap()
+            })
+            .unwrap()
+        };
+        let (a, b) = (go(1), go(2));
+        assert_eq!(a.0, b.0);
+        assert_eq!(
+            a.1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.1.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let (idx, w) = a;
+        assert!(
+            idx.len() >= 10 && idx.len() < 400,
+            "{} candidates",
+            idx.len()
+        );
+        assert_eq!(w.iter().sum::<f64>(), 5000.0);
+        let blobs_hit: std::collections::HashSet<usize> = idx.iter().map(|i| i % 10).collect();
+        assert_eq!(blobs_hit.len(), 10);
+        // Too few distinct rows: filled up to k.
+        let same = Array2::<f64>::zeros((20, 2));
+        let (idx, _) = kmeans_parallel(
+            &same.view(),
+            None,
+            5,
+            5,
+            10.0,
+            &[0.0, 0.0],
+            1,
+            0,
+            &Cancel::new(),
+        )
+        .unwrap();
+        assert_eq!(idx.len(), 5);
     }
 
     #[test]
