@@ -358,3 +358,96 @@ def _expected_failed_checks(estimator):
 @parametrize_with_checks([KMeans(n_clusters=3, random_state=0, n_init=2)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# ---------------------------------------------------------------------------
+# algorithm="elkan" (Hamerly's bounds) is an exact acceleration of Lloyd.
+
+
+def _assert_bit_identical(a, b):
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
+    assert a.inertia_ == b.inertia_
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k, offset", [(3, 0.0), (17, 1e4), (40, 0.0)])
+def test_elkan_bit_identical_to_lloyd(dtype, k, offset):
+    X, _ = make_blobs(6000, n_features=6, centers=15, cluster_std=2.5, random_state=k)
+    X = (X + offset).astype(dtype)
+    w = np.random.RandomState(k).uniform(0, 2, len(X))
+    for kw in ({"tol": 0.0, "max_iter": 80}, {}):
+        init = _init_rows(X, k, 0)
+        lloyd = KMeans(k, init=init, n_init=1, algorithm="lloyd", **kw).fit(X, sample_weight=w)
+        elkan = KMeans(k, init=init, n_init=1, algorithm="elkan", **kw).fit(X, sample_weight=w)
+        _assert_bit_identical(lloyd, elkan)
+
+
+def test_elkan_bit_identical_on_digits_and_ties():
+    X = load_digits().data
+    for seed in range(2):
+        a = KMeans(10, algorithm="lloyd", random_state=seed, tol=0.0).fit(X)
+        b = KMeans(10, algorithm="elkan", random_state=seed, tol=0.0).fit(X)
+        _assert_bit_identical(a, b)
+    # Integer grid with duplicated rows: exact distance ties everywhere.
+    g = np.array([[i % 7, (i // 7) % 3] for i in range(420)], dtype=np.float64)
+    a = KMeans(9, init=g[:9] + 0.5, n_init=1, algorithm="lloyd", tol=0.0).fit(g)
+    b = KMeans(9, init=g[:9] + 0.5, n_init=1, algorithm="elkan", tol=0.0).fit(g)
+    _assert_bit_identical(a, b)
+
+
+def test_elkan_matches_sklearn_and_is_n_jobs_invariant():
+    X, _ = make_blobs(20_000, n_features=9, centers=20, random_state=0)
+    init = _init_rows(X, 20, 1)
+    ours, ref = _fit_pair(X, init, tol=0.0, max_iter=40, algorithm="elkan")
+    _assert_same_fit(ours, ref, X)
+    fits = [KMeans(20, algorithm="elkan", random_state=7, n_jobs=j, n_init=2).fit(X.astype(np.float32)) for j in (1, 2)]
+    _assert_bit_identical(*fits)
+
+
+# ---------------------------------------------------------------------------
+# init="k-means||" (scalable k-means++).
+
+
+def test_kmeans_parallel_quality_close_to_kmeans_plusplus():
+    X, _ = make_blobs(20_000, n_features=8, centers=25, cluster_std=1.5, random_state=0)
+    pp = np.mean([KMeans(25, init="k-means++", random_state=s).fit(X).inertia_ for s in range(6)])
+    par = np.mean([KMeans(25, init="k-means||", random_state=s).fit(X).inertia_ for s in range(6)])
+    assert par <= pp * 1.02
+    D = load_digits().data
+    pp = np.mean([KMeans(10, init="k-means++", random_state=s).fit(D).inertia_ for s in range(6)])
+    par = np.mean([KMeans(10, init="k-means||", random_state=s).fit(D).inertia_ for s in range(6)])
+    assert par <= pp * 1.02
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_parallel_deterministic_for_any_n_jobs(dtype):
+    X, _ = make_blobs(12_000, n_features=5, centers=12, random_state=1)
+    X = X.astype(dtype)
+    w = np.random.RandomState(0).uniform(0, 2, len(X))
+    fits = [KMeans(12, init="k-means||", random_state=4, n_jobs=j, max_iter=1).fit(X, sample_weight=w) for j in (1, 2)]
+    _assert_bit_identical(*fits)
+    assert fits[0].cluster_centers_.dtype == dtype
+    other = KMeans(12, init="k-means||", random_state=5, max_iter=1).fit(X, sample_weight=w)
+    assert other.cluster_centers_.tobytes() != fits[0].cluster_centers_.tobytes()
+
+
+def test_kmeans_parallel_edge_cases():
+    # As many clusters as rows, and fewer distinct points than clusters.
+    X = np.arange(12.0).reshape(6, 2)
+    km = KMeans(6, init="k-means||", random_state=0).fit(X)
+    assert sorted(km.labels_.tolist()) == list(range(6))
+    dup = np.array([[0.0, 0.0]] * 5 + [[1.0, 1.0]] * 5)
+    with pytest.warns(ConvergenceWarning, match="Number of distinct clusters"):
+        KMeans(3, init="k-means||", random_state=0).fit(dup)
+    # Zero-weight rows are never drawn as candidates; weights sum to the total.
+    from ferromine import _core
+
+    X, _ = make_blobs(600, n_features=2, centers=3, random_state=0)
+    w = np.zeros(len(X))
+    w[:200] = 1.0
+    for seed in range(5):
+        idx, wc = _core.kmeans_parallel(X, w, 3, 5, 6.0, X.mean(0), seed, 0, 1)
+        assert idx.max() < 200 and len(idx) >= 3
+        assert wc.sum() == pytest.approx(200.0)

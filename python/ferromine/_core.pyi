@@ -19,6 +19,7 @@ __all__ = [
     "kmeans_assign",
     "kmeans_column_stats",
     "kmeans_lloyd",
+    "kmeans_parallel",
     "kmeans_plusplus",
     "kmeans_transform",
     "psi_extents",
@@ -68,7 +69,19 @@ def kmeans_lloyd(
     max_iter: int,
     tol: float,
     n_threads: int | None = None,
+    bounded: bool = False,
 ) -> tuple[_Dense, npt.NDArray[np.int32], float, int, bool]: ...
+def kmeans_parallel(
+    x: _Dense,
+    sample_weight: npt.NDArray[np.float64] | None,
+    n_clusters: int,
+    rounds: int,
+    oversampling: float,
+    shift: npt.NDArray[np.float64],
+    seed: int,
+    stream: int = 0,
+    n_threads: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
 def kmeans_plusplus(
     x: _Dense,
     sample_weight: npt.NDArray[np.float64] | None,

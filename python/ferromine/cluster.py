@@ -1,5 +1,5 @@
-"""Clustering: :class:`KMeans` and :func:`kmeans_plusplus`, drop-ins for scikit-learn's."""
+"""Clustering: :class:`KMeans`, :class:`MiniBatchKMeans` and :func:`kmeans_plusplus`, drop-ins for scikit-learn's."""
 
-from .kmeans import KMeans, kmeans_plusplus
+from .kmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
 
-__all__ = ["KMeans", "kmeans_plusplus"]
+__all__ = ["KMeans", "MiniBatchKMeans", "kmeans_plusplus"]

@@ -48,6 +48,8 @@ pub trait Float:
 {
     const ZERO: Self;
     const INFINITY: Self;
+    /// Unit roundoff (half an ulp of 1): bounds the kernel's rounding error.
+    const EPS: f64;
     /// Centre panel width of the micro-kernel (two AVX2 registers).
     const NR: usize;
     fn to_f64(self) -> f64;
@@ -83,6 +85,7 @@ pub trait Float:
 impl Float for f64 {
     const ZERO: Self = 0.0;
     const INFINITY: Self = f64::INFINITY;
+    const EPS: f64 = f64::EPSILON / 2.0;
     const NR: usize = 8;
     #[inline(always)]
     fn to_f64(self) -> f64 {
@@ -171,6 +174,7 @@ impl Float for f64 {
 impl Float for f32 {
     const ZERO: Self = 0.0;
     const INFINITY: Self = f32::INFINITY;
+    const EPS: f64 = f32::EPSILON as f64 / 2.0;
     const NR: usize = 16;
     #[inline(always)]
     fn to_f64(self) -> f64 {
@@ -524,6 +528,84 @@ fn argmin_rows<T: Float, const NR: usize, const FMA: bool>(
     }
 }
 
+/// The closest centre of a row (as [`argmin_rows`] picks it) and the two
+/// smallest scores `||c||^2 - 2 x.c`, for the bounds of [`hamerly_pass`].
+#[derive(Debug, Clone, Copy)]
+pub struct Top2<T> {
+    pub label: i32,
+    pub best: T,
+    pub second: T,
+}
+
+/// [`argmin_rows`] that also keeps the second smallest score. Same scores
+/// and same per-lane strict-`<` scan with the same lane merge, so the label
+/// is exactly the one [`argmin_rows`] returns. Each lane also keeps its
+/// second best (branch-free, so it vectorises); the row's second score is
+/// the winning lane's second or another lane's best.
+#[inline(always)]
+fn top2_rows<T: Float, const NR: usize, const FMA: bool>(
+    xs: &[T],
+    panels: &Panels<T>,
+    out: &mut [Top2<T>],
+) {
+    let d = panels.d;
+    let two = T::from_f64(2.0);
+    for (b, block) in xs.chunks_exact(MR * d).enumerate() {
+        let mut best = [[T::INFINITY; NR]; MR];
+        let mut second = [[T::INFINITY; NR]; MR];
+        let mut bpanel = [[T::ZERO; NR]; MR];
+        for (p, (panel, norms)) in panels
+            .data
+            .chunks_exact(d * NR)
+            .zip(panels.norms.chunks_exact(NR))
+            .enumerate()
+        {
+            let acc = micro_any::<T, NR, FMA>(block, d, panel);
+            let pt = T::from_f64(p as f64);
+            for i in 0..MR {
+                for (j, &nj) in norms.iter().enumerate().take(NR) {
+                    let sc = nj - two * acc[i][j];
+                    let lt = sc < best[i][j];
+                    let sec = if sc < second[i][j] { sc } else { second[i][j] };
+                    second[i][j] = if lt { best[i][j] } else { sec };
+                    best[i][j] = if lt { sc } else { best[i][j] };
+                    bpanel[i][j] = if lt { pt } else { bpanel[i][j] };
+                }
+            }
+        }
+        for i in 0..MR {
+            let bd = best[i]
+                .iter()
+                .fold(T::INFINITY, |m, &v| if v < m { v } else { m });
+            let mut bi = usize::MAX;
+            for j in 0..NR {
+                let idx = bpanel[i][j].to_f64() as u32 as usize * NR + j;
+                if best[i][j] == bd {
+                    bi = bi.min(idx);
+                }
+            }
+            let bi = if bd == T::INFINITY { 0 } else { bi };
+            let lane = bi % NR;
+            let mut sec = second[i][lane];
+            for j in 0..NR {
+                if j != lane && best[i][j] < sec {
+                    sec = best[i][j];
+                }
+            }
+            if let Some(o) = out.get_mut(b * MR + i) {
+                *o = Top2 {
+                    label: bi.min(panels.k.saturating_sub(1)) as i32,
+                    best: bd,
+                    second: sec,
+                };
+            }
+        }
+        if (b + 1) * MR >= out.len() {
+            break;
+        }
+    }
+}
+
 /// For each packed row and each centre of the (single) panel, the squared
 /// distance `||x||^2 + ||c||^2 - 2 x.c` (clamped at 0), in f64.
 #[inline(always)]
@@ -570,6 +652,8 @@ macro_rules! dispatch {
 dispatch!(argmin_dispatch, argmin_avx2, argmin_rows, (xs: &[T], panels: &Panels<T>, labels: &mut [i32]));
 dispatch!(sqdist_dispatch, sqdist_avx2, sqdist_rows,
     (xs: &[T], xnorms: &[f64], panels: &Panels<T>, out: &mut [[f64; NR]]));
+
+dispatch!(top2_dispatch, top2_avx2, top2_rows, (xs: &[T], panels: &Panels<T>, out: &mut [Top2<T>]));
 
 /// Whether the AVX2+FMA kernels can run on this CPU.
 pub fn simd_available() -> bool {
@@ -802,6 +886,229 @@ pub fn average_centers(stats: &LloydStats, d: usize) -> Vec<f64> {
     out
 }
 
+// ---------------------------------------------------------------------------
+// Hamerly's bounds (the "elkan" algorithm): an exact acceleration of Lloyd.
+
+/// Slack on bounds computed in f64 (far above their rounding error).
+const BOUND_UP: f64 = 1.0 + 1e-10;
+const BOUND_DOWN: f64 = 1.0 - 1e-10;
+
+/// Per-row bounds kept between passes: `upper >= ||x - c_label||`,
+/// `lower <= ||x - c_j||` for every other centre `j`.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    upper: Vec<f64>,
+    lower: Vec<f64>,
+    /// The centres (rounded to X's dtype, shifted, f64) the bounds refer to.
+    prev: Option<Vec<f64>>,
+}
+
+impl Bounds {
+    pub fn new(n: usize) -> Self {
+        Bounds {
+            upper: vec![f64::INFINITY; n],
+            lower: vec![0.0; n],
+            prev: None,
+        }
+    }
+}
+
+fn dist_f64<T: Float>(xr: &[T], c: &[f64]) -> f64 {
+    xr.iter()
+        .zip(c)
+        .map(|(&a, &b)| {
+            let t = a.to_f64() - b;
+            t * t
+        })
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Half the distance of each centre to its closest other centre (Hamerly's `s`).
+fn half_separation(ct: &[f64], k: usize, d: usize) -> Vec<f64> {
+    let mut s = vec![f64::INFINITY; k];
+    for a in 0..k {
+        for b in a + 1..k {
+            let v = 0.5 * dist_f64(&ct[a * d..(a + 1) * d], &ct[b * d..(b + 1) * d]) * BOUND_DOWN;
+            s[a] = s[a].min(v);
+            s[b] = s[b].min(v);
+        }
+    }
+    s
+}
+
+/// [`lloyd_pass`] with Hamerly's bounds: a row whose bounds prove that the
+/// kernel would pick its current label again keeps it without computing its
+/// k distances. The proof leaves a margin for the kernel's rounding error
+/// (`delta`), so the labels, and hence the sums (accumulated in the same
+/// order from the same values), are bit-identical to [`lloyd_pass`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn hamerly_pass<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    centers: &[f64],
+    k: usize,
+    labels: &mut [i32],
+    bounds: &mut Bounds,
+    cancel: &Cancel,
+) -> Result<LloydStats> {
+    let (n, d) = check_dims(x, shift, weights)?;
+    check_centers(centers.len(), k, d)?;
+    if labels.len() != n || bounds.upper.len() != n || bounds.lower.len() != n {
+        return Err(CoreError::Internal(
+            "bounds buffers have the wrong length".into(),
+        ));
+    }
+    let panels = Panels::<T>::new(centers, k, d);
+    // The geometry the kernel sees: centres rounded to X's dtype.
+    let ct: Vec<f64> = centers.iter().map(|&v| T::from_f64(v).to_f64()).collect();
+    // How far each centre moved since the bounds were set; the largest two.
+    let moves: Vec<f64> = match &bounds.prev {
+        Some(prev) if prev.len() == ct.len() => prev
+            .chunks_exact(d)
+            .zip(ct.chunks_exact(d))
+            .map(|(a, b)| dist_f64(b, a) * BOUND_UP)
+            .collect(),
+        _ => vec![f64::INFINITY; k],
+    };
+    let (mut m1, mut m2, mut am) = (0.0f64, 0.0f64, usize::MAX);
+    for (j, &m) in moves.iter().enumerate() {
+        if m > m1 {
+            m2 = m1;
+            m1 = m;
+            am = j;
+        } else if m > m2 {
+            m2 = m;
+        }
+    }
+    let half = half_separation(&ct, k, d);
+    let cmax2 = ct
+        .chunks_exact(d)
+        .map(|c| c.iter().map(|v| v * v).sum::<f64>())
+        .fold(0.0, f64::max);
+    // Two kernel scores are each within (d + 3) eps (|x|^2 + |c|^2) of exact:
+    // a gap in squared distance above `df * (|x|^2 + max|c|^2)` cannot flip.
+    let df = 4.0 * (d as f64 + 4.0) * T::EPS;
+    let simd = simd_available();
+    let g_rows = group_rows(n, k, d);
+    let partials: Vec<LloydStats> = labels
+        .par_chunks_mut(g_rows)
+        .zip(bounds.upper.par_chunks_mut(g_rows))
+        .zip(bounds.lower.par_chunks_mut(g_rows))
+        .enumerate()
+        .map(|(g, ((glabels, gup), glow))| {
+            let mut stats = LloydStats {
+                sums: vec![0.0; k * d],
+                weights: vec![0.0; k],
+            };
+            let (mut buf, mut gbuf, mut redo, mut tops) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let g0 = g * g_rows;
+            for (c, ((clabels, cup), clow)) in glabels
+                .chunks_mut(CHUNK)
+                .zip(gup.chunks_mut(CHUNK))
+                .zip(glow.chunks_mut(CHUNK))
+                .enumerate()
+            {
+                cancel.check()?;
+                let r0 = g0 + c * CHUNK;
+                let r1 = r0 + clabels.len();
+                pack_rows(x, r0, r1, shift, &mut buf);
+                redo.clear();
+                for (i, xr) in buf.chunks_exact(d).take(clabels.len()).enumerate() {
+                    let Ok(a) = usize::try_from(clabels[i]) else {
+                        redo.push(i);
+                        continue;
+                    };
+                    if a >= k {
+                        redo.push(i);
+                        continue;
+                    }
+                    let xn2: f64 = xr.iter().map(|&v| v.to_f64() * v.to_f64()).sum();
+                    let delta = df * (xn2 + cmax2);
+                    let mut u = cup[i] + moves[a];
+                    let l = (clow[i] - if a == am { m2 } else { m1 }).max(0.0);
+                    clow[i] = l;
+                    let safe = |u: f64| {
+                        let lb = l.max(2.0 * half[a] - u);
+                        lb > 0.0 && lb * lb - u * u > delta
+                    };
+                    if !safe(u) {
+                        u = dist_f64(xr, &ct[a * d..(a + 1) * d]) * BOUND_UP;
+                        if !safe(u) {
+                            redo.push(i);
+                        }
+                    }
+                    cup[i] = u;
+                }
+                if !redo.is_empty() {
+                    gbuf.clear();
+                    for &i in &redo {
+                        gbuf.extend_from_slice(&buf[i * d..(i + 1) * d]);
+                    }
+                    gbuf.resize(redo.len().div_ceil(MR) * MR * d, T::ZERO);
+                    tops.clear();
+                    tops.resize(
+                        redo.len(),
+                        Top2 {
+                            label: 0,
+                            best: T::INFINITY,
+                            second: T::INFINITY,
+                        },
+                    );
+                    match panels.nr {
+                        8 => top2_dispatch::<T, 8>(simd, &gbuf, &panels, &mut tops),
+                        _ => top2_dispatch::<T, 16>(simd, &gbuf, &panels, &mut tops),
+                    }
+                    for (&i, t) in redo.iter().zip(&tops) {
+                        let xr = &buf[i * d..(i + 1) * d];
+                        let a = (t.label as usize).min(k - 1);
+                        clabels[i] = a as i32;
+                        cup[i] = dist_f64(xr, &ct[a * d..(a + 1) * d]) * BOUND_UP;
+                        let sec = t.second.to_f64();
+                        clow[i] = if sec == f64::INFINITY {
+                            f64::INFINITY
+                        } else {
+                            let xn2: f64 = xr.iter().map(|&v| v.to_f64() * v.to_f64()).sum();
+                            (sec + xn2 - df * (xn2 + cmax2)).max(0.0).sqrt() * BOUND_DOWN
+                        };
+                    }
+                }
+                // Exactly lloyd_pass's accumulation (same order, same values).
+                for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
+                    let w = weights.map_or(1.0, |w| w[r0 + i]);
+                    let l = l as usize;
+                    stats.weights[l] += w;
+                    for (s, &v) in stats.sums[l * d..(l + 1) * d].iter_mut().zip(xr) {
+                        *s += v.to_f64() * w;
+                    }
+                }
+            }
+            Ok(stats)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    bounds.prev = Some(ct);
+    let mut total = LloydStats {
+        sums: vec![0.0; k * d],
+        weights: vec![0.0; k],
+    };
+    total
+        .sums
+        .par_chunks_mut(d)
+        .zip(total.weights.par_iter_mut())
+        .enumerate()
+        .for_each(|(j, (s, w))| {
+            for p in &partials {
+                for (a, &b) in s.iter_mut().zip(&p.sums[j * d..(j + 1) * d]) {
+                    *a += b;
+                }
+                *w += p.weights[j];
+            }
+        });
+    Ok(total)
+}
+
 /// The outcome of one k-means run.
 #[derive(Debug, Clone)]
 pub struct KMeansRun<T> {
@@ -830,6 +1137,37 @@ pub fn lloyd<T: Float>(
     tol: f64,
     cancel: &Cancel,
 ) -> Result<KMeansRun<T>> {
+    kmeans_run(x, weights, init, k, shift, max_iter, tol, false, cancel)
+}
+
+/// [`lloyd`] with Hamerly's bounds: the same labels, centres, inertia and
+/// iteration count, fewer distance computations once centres settle.
+#[allow(clippy::too_many_arguments)]
+pub fn hamerly<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    init: &[T],
+    k: usize,
+    shift: &[f64],
+    max_iter: usize,
+    tol: f64,
+    cancel: &Cancel,
+) -> Result<KMeansRun<T>> {
+    kmeans_run(x, weights, init, k, shift, max_iter, tol, true, cancel)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kmeans_run<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    init: &[T],
+    k: usize,
+    shift: &[f64],
+    max_iter: usize,
+    tol: f64,
+    bounded: bool,
+    cancel: &Cancel,
+) -> Result<KMeansRun<T>> {
     let (n, d) = check_dims(x, shift, weights)?;
     check_centers(init.len(), k, d)?;
     if max_iter == 0 {
@@ -847,9 +1185,13 @@ pub fn lloyd<T: Float>(
     let mut labels_old = vec![-1i32; n];
     let mut strict = false;
     let mut n_iter = 0;
+    let mut bounds = if bounded { Some(Bounds::new(n)) } else { None };
     for it in 0..max_iter {
         n_iter = it + 1;
-        let mut stats = lloyd_pass(x, weights, shift, &centers, k, &mut labels, true, cancel)?;
+        let mut stats = match bounds.as_mut() {
+            Some(b) => hamerly_pass(x, weights, shift, &centers, k, &mut labels, b, cancel)?,
+            None => lloyd_pass(x, weights, shift, &centers, k, &mut labels, true, cancel)?,
+        };
         relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?;
         let new_centers = average_centers(&stats, d);
         let shift_tot: f64 = centers
@@ -1212,6 +1554,190 @@ pub fn kmeans_plusplus<T: Float>(
     Ok(chosen)
 }
 
+/// Distance of each row to its closest centre among `cands` (rows of X),
+/// folded into `closest` (`min`). The kernel picks the centre; the squared
+/// distance to it is then computed exactly in f64.
+fn fold_closest<T: Float>(
+    x: &ArrayView2<T>,
+    shift: &[f64],
+    cands: &[usize],
+    closest: &mut [f64],
+    cancel: &Cancel,
+) -> Result<()> {
+    let d = shift.len();
+    let cvals: Vec<f64> = cands
+        .iter()
+        .flat_map(|&i| {
+            x.row(i)
+                .iter()
+                .zip(shift)
+                .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    let panels = Panels::<T>::new(&cvals, cands.len(), d);
+    let simd = simd_available();
+    closest
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, cl)| {
+            cancel.check()?;
+            let r0 = c * CHUNK;
+            let mut buf = Vec::new();
+            pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
+            let mut lab = vec![0i32; cl.len()];
+            argmin_packed(simd, &buf, &panels, &mut lab);
+            for ((o, &l), xr) in cl.iter_mut().zip(&lab).zip(buf.chunks_exact(d)) {
+                let cen = &cvals[l as usize * d..(l as usize + 1) * d];
+                let dd: f64 = xr
+                    .iter()
+                    .zip(cen)
+                    .map(|(&a, &b)| {
+                        let t = a.to_f64() - b;
+                        t * t
+                    })
+                    .sum();
+                *o = o.min(dd);
+            }
+            Ok(())
+        })
+}
+
+/// Candidates of scalable k-means++ ("k-means||", Bahmani et al., 2012):
+/// a first row drawn with p ~ w, then `rounds` rounds in which every row is
+/// drawn independently with probability `min(1, l * w * D^2 / psi)` (D = its
+/// distance to the candidates so far, psi = sum w D^2). Returns the
+/// candidate rows and their weights (total weight of the rows closest to
+/// each); the caller reduces them to k centres with weighted k-means++.
+///
+/// Each chunk of [`CHUNK`] rows draws from its own (seed, stream, round,
+/// chunk) stream and the potentials are summed in chunk order, so the result
+/// does not depend on the thread count. At least `k` candidates are
+/// returned (the first rows not drawn fill up when too few were).
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_parallel<T: Float>(
+    x: &ArrayView2<T>,
+    weights: Option<&[f64]>,
+    k: usize,
+    rounds: usize,
+    oversampling: f64,
+    shift: &[f64],
+    seed: u64,
+    stream: u64,
+    cancel: &Cancel,
+) -> Result<(Vec<usize>, Vec<f64>)> {
+    let (n, _) = check_dims(x, shift, weights)?;
+    if k == 0 || k > n {
+        return Err(CoreError::invalid(format!(
+            "n_samples={n} should be >= n_clusters={k}."
+        )));
+    }
+    if !(oversampling > 0.0 && oversampling.is_finite()) {
+        return Err(CoreError::invalid("oversampling factor must be > 0"));
+    }
+    let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let mut rng = SplitMix64::new(seed, stream);
+    let first = {
+        let total: f64 = (0..n).map(w_at).sum();
+        let target = rng.uniform() * total;
+        let mut acc = 0.0;
+        let mut pick = n - 1;
+        for i in 0..n {
+            acc += w_at(i);
+            if acc > target {
+                pick = i;
+                break;
+            }
+        }
+        pick
+    };
+    let mut chosen = vec![first];
+    let mut is_chosen = vec![false; n];
+    is_chosen[first] = true;
+    let mut closest = vec![f64::INFINITY; n];
+    let mut fresh = vec![first];
+    for round in 0..rounds {
+        cancel.check()?;
+        fold_closest(x, shift, &fresh, &mut closest, cancel)?;
+        let parts: Vec<f64> = closest
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, o)| {
+                o.iter()
+                    .enumerate()
+                    .map(|(i, &v)| w_at(c * CHUNK + i) * v)
+                    .sum::<f64>()
+            })
+            .collect();
+        let psi: f64 = parts.iter().sum();
+        if !(psi > 0.0) {
+            break; // every row sits on a candidate
+        }
+        let picks: Vec<Vec<usize>> = closest
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, o)| {
+                let sub = ((round as u64 + 1) << 40) ^ c as u64;
+                let mut r = SplitMix64::new(
+                    seed ^ 0x6B6D_6561_6E73_7C7C,
+                    stream.wrapping_mul(0x1000_0000_01B3) ^ sub,
+                );
+                o.iter()
+                    .enumerate()
+                    .filter_map(|(i, &v)| {
+                        let row = c * CHUNK + i;
+                        (r.uniform() * psi < oversampling * w_at(row) * v).then_some(row)
+                    })
+                    .collect()
+            })
+            .collect();
+        fresh = picks
+            .into_iter()
+            .flatten()
+            .filter(|&i| !is_chosen[i])
+            .collect();
+        for &i in &fresh {
+            is_chosen[i] = true;
+        }
+        chosen.extend_from_slice(&fresh);
+        if fresh.is_empty() {
+            break;
+        }
+    }
+    for i in 0..n {
+        if chosen.len() >= k {
+            break;
+        }
+        if !is_chosen[i] {
+            is_chosen[i] = true;
+            chosen.push(i);
+        }
+    }
+    // Weight of each candidate: the rows closest to it.
+    let cvals: Vec<f64> = chosen
+        .iter()
+        .flat_map(|&i| {
+            x.row(i)
+                .iter()
+                .zip(shift)
+                .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    let mut labels = vec![0i32; n];
+    let stats = lloyd_pass(
+        x,
+        weights,
+        shift,
+        &cvals,
+        chosen.len(),
+        &mut labels,
+        true,
+        cancel,
+    )?;
+    Ok((chosen, stats.weights))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1318,6 +1844,108 @@ mod tests {
         assert_eq!(a.labels, b.labels);
         assert_eq!(a.centers, b.centers);
         assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+    }
+
+    /// `m` blobs with random centres in [0, 40)^d plus uniform noise, offset.
+    fn many_blobs(n: usize, d: usize, m: usize, seed: u64, offset: f64) -> Array2<f64> {
+        let mut r = SplitMix64::new(seed, 1);
+        let cen: Vec<f64> = (0..m * d).map(|_| r.uniform() * 40.0).collect();
+        Array2::from_shape_fn((n, d), |(i, f)| {
+            cen[(i % m) * d + f] + 6.0 * r.uniform() + offset
+        })
+    }
+
+    fn check_hamerly_equals_lloyd<T: Float + std::fmt::Debug>(
+        x: &Array2<T>,
+        k: usize,
+        iters: usize,
+    ) {
+        let d = x.ncols();
+        let init: Vec<T> = (0..k)
+            .flat_map(|j| x.row((j * 7919) % x.nrows()).to_vec())
+            .collect();
+        let (shift, _) = column_stats(&x.view(), &Cancel::new()).unwrap();
+        for t in [1, 2] {
+            let (a, b) = run_in_pool(t, || {
+                let c = Cancel::new();
+                (
+                    lloyd(&x.view(), None, &init, k, &shift, iters, 0.0, &c).unwrap(),
+                    hamerly(&x.view(), None, &init, k, &shift, iters, 0.0, &c).unwrap(),
+                )
+            })
+            .unwrap();
+            assert_eq!(a.labels, b.labels, "k={k} d={d}");
+            assert_eq!(a.centers, b.centers);
+            assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+            assert_eq!((a.n_iter, a.strict), (b.n_iter, b.strict));
+        }
+    }
+
+    #[test]
+    fn hamerly_is_bit_identical_to_lloyd() {
+        for &(n, d, m, k, off) in &[
+            (4000, 7, 12, 25, 0.0),
+            (3000, 2, 5, 9, 1e4),
+            (2000, 33, 8, 8, -50.0),
+            (500, 3, 4, 1, 0.0),
+            (1200, 16, 40, 40, 0.0),
+        ] {
+            let x = many_blobs(n, d, m, 5, off);
+            check_hamerly_equals_lloyd(&x, k, 60);
+            check_hamerly_equals_lloyd(&x.mapv(|v| v as f32), k, 60);
+        }
+        // Integer grid: exact ties everywhere; centres repeat, clusters empty.
+        let x = Array2::from_shape_fn((900, 2), |(i, f)| {
+            if f == 0 {
+                (i % 30) as f64
+            } else {
+                (i / 30 % 3) as f64
+            }
+        });
+        check_hamerly_equals_lloyd(&x, 12, 30);
+        check_hamerly_equals_lloyd(&x.mapv(|v| v as f32), 12, 30);
+    }
+
+    #[test]
+    fn kmeans_parallel_is_deterministic_and_covers_the_blobs() {
+        let x = many_blobs(5000, 4, 10, 3, 0.0);
+        let (shift, _) = column_stats(&x.view(), &Cancel::new()).unwrap();
+        let go = |t| {
+            run_in_pool(t, || {
+                kmeans_parallel(&x.view(), None, 10, 5, 20.0, &shift, 9, 0, &Cancel::new()).unwrap()
+            })
+            .unwrap()
+        };
+        let (a, b) = (go(1), go(2));
+        assert_eq!(a.0, b.0);
+        assert_eq!(
+            a.1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.1.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let (idx, w) = a;
+        assert!(
+            idx.len() >= 10 && idx.len() < 400,
+            "{} candidates",
+            idx.len()
+        );
+        assert_eq!(w.iter().sum::<f64>(), 5000.0);
+        let blobs_hit: std::collections::HashSet<usize> = idx.iter().map(|i| i % 10).collect();
+        assert_eq!(blobs_hit.len(), 10);
+        // Too few distinct rows: filled up to k.
+        let same = Array2::<f64>::zeros((20, 2));
+        let (idx, _) = kmeans_parallel(
+            &same.view(),
+            None,
+            5,
+            5,
+            10.0,
+            &[0.0, 0.0],
+            1,
+            0,
+            &Cancel::new(),
+        )
+        .unwrap();
+        assert_eq!(idx.len(), 5);
     }
 
     #[test]

@@ -58,8 +58,9 @@ type LloydOut<'py> = (
 
 /// One Lloyd run from `init`: `(centers, labels, inertia, n_iter, strict)`.
 /// `shift` (the column means of X) only steers the accuracy of distances.
+/// `bounded` runs Hamerly's bounds (same results, fewer distances).
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, init, shift, max_iter, tol, n_threads=None))]
+#[pyo3(signature = (x, sample_weight, init, shift, max_iter, tol, n_threads=None, bounded=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_lloyd<'py>(
     py: Python<'py>,
@@ -70,6 +71,7 @@ pub fn kmeans_lloyd<'py>(
     max_iter: usize,
     tol: f64,
     n_threads: Option<usize>,
+    bounded: bool,
 ) -> PyResult<LloydOut<'py>> {
     let w = weights_slice(&sample_weight)?;
     let s = f64_slice(&shift, "shift")?;
@@ -79,7 +81,11 @@ pub fn kmeans_lloyd<'py>(
             let d = xv.ncols();
             let (c, k) = centers_vec($c.as_array());
             let r = run(py, threads(n_threads), |cancel| {
-                kmeans::lloyd(&xv, w, &c, k, s, max_iter, tol, cancel)
+                if bounded {
+                    kmeans::hamerly(&xv, w, &c, k, s, max_iter, tol, cancel)
+                } else {
+                    kmeans::lloyd(&xv, w, &c, k, s, max_iter, tol, cancel)
+                }
             })?;
             (
                 to_array2(py, r.centers, k, d)?,
@@ -128,6 +134,50 @@ pub fn kmeans_plusplus<'py>(
     };
     let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
     Ok(idx.into_pyarray(py))
+}
+
+/// k-means|| candidates: `(row indices (int64), weights (float64))`.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, n_clusters, rounds, oversampling, shift, seed, stream=0, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_parallel<'py>(
+    py: Python<'py>,
+    x: Dense<'py>,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    n_clusters: usize,
+    rounds: usize,
+    oversampling: f64,
+    shift: PyReadonlyArray1<'py, f64>,
+    seed: u64,
+    stream: u64,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    let w = weights_slice(&sample_weight)?;
+    let s = f64_slice(&shift, "shift")?;
+    macro_rules! go {
+        ($x:expr) => {{
+            let xv = $x.as_array();
+            run(py, threads(n_threads), |cancel| {
+                kmeans::kmeans_parallel(
+                    &xv,
+                    w,
+                    n_clusters,
+                    rounds,
+                    oversampling,
+                    s,
+                    seed,
+                    stream,
+                    cancel,
+                )
+            })?
+        }};
+    }
+    let (idx, wts) = match &x {
+        Dense::F64(x) => go!(x),
+        Dense::F32(x) => go!(x),
+    };
+    let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
+    Ok((idx.into_pyarray(py), wts.into_pyarray(py)))
 }
 
 /// Closest centre of every row and the weighted inertia: `(labels, inertia)`.

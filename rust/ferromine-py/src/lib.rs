@@ -63,7 +63,8 @@ mod _core {
     use crate::intake::arrow_columns;
     #[pymodule_export]
     use crate::kmeans::{
-        kmeans_assign, kmeans_column_stats, kmeans_lloyd, kmeans_plusplus, kmeans_transform,
+        kmeans_assign, kmeans_column_stats, kmeans_lloyd, kmeans_parallel, kmeans_plusplus,
+        kmeans_transform,
     };
     #[pymodule_export]
     use crate::psi::{psi_extents, psi_histograms, psi_quantiles};
