@@ -13,6 +13,7 @@ __all__ = [
     "fp_frozensets",
     "fp_mine",
     "fp_rules",
+    "iforest_contributions",
     "iforest_grow",
     "iforest_score",
     "arrow_columns",
@@ -93,9 +94,16 @@ def kmeans_column_stats(
 
 # --- isolation forest (ferromine.iforest) ---
 _Matrix = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+# (data, indices, indptr, n_features) of a CSR matrix; indices and indptr share a dtype.
+_CsrTuple = tuple[
+    npt.NDArray[np.float64] | npt.NDArray[np.float32],
+    npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    int,
+]
 
 def iforest_grow(
-    x: _Matrix,
+    x: _Matrix | _CsrTuple,
     seed: int,
     first_tree: int,
     n_trees: int,
@@ -118,7 +126,7 @@ def iforest_grow(
     npt.NDArray[np.float64],
 ]: ...
 def iforest_score(
-    x: _Matrix,
+    x: _Matrix | _CsrTuple,
     offsets: npt.NDArray[np.int64],
     feature: npt.NDArray[np.int32],
     threshold: npt.NDArray[np.float64],
@@ -127,6 +135,19 @@ def iforest_score(
     missing_go_to_left: npt.NDArray[np.uint8],
     value: npt.NDArray[np.float64],
     max_samples: int,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
+
+def iforest_contributions(
+    x: _Matrix | _CsrTuple,
+    offsets: npt.NDArray[np.int64],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float64],
+    children_left: npt.NDArray[np.int32],
+    children_right: npt.NDArray[np.int32],
+    missing_go_to_left: npt.NDArray[np.uint8],
+    value: npt.NDArray[np.float64],
+    n_node_samples: npt.NDArray[np.int64],
     n_threads: int | None = None,
 ) -> npt.NDArray[np.float64]: ...
 

@@ -13,6 +13,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -42,6 +43,20 @@ def _average_path_length(n):
     out[two] = 1.0
     out[big] = 2.0 * (np.log(n[big] - 1.0) + _EULER_GAMMA) - 2.0 * (n[big] - 1.0) / n[big]
     return out
+
+
+def _kernel_input(X):
+    """X as the kernels take it: a dense array, or ``(data, indices, indptr,
+    n_features)`` of its CSR form (CSC and other sparse formats converted,
+    never densified)."""
+    if not sp.issparse(X):
+        return X
+    if X.format != "csr":
+        X = X.tocsr()
+    indices, indptr = X.indices, X.indptr
+    if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
+        indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
+    return (np.ascontiguousarray(X.data), indices, indptr, X.shape[1])
 
 
 def _is_int(value) -> bool:
@@ -99,7 +114,8 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     Differences from scikit-learn: fitting *and* scoring run on ``n_jobs``
     threads (scikit-learn scores on one thread unless a joblib context says
     otherwise); X keeps its dtype (float32 or float64, no copy, any memory
-    layout) and scores come back in that dtype; the fitted trees are flat
+    layout; CSR/CSC sparse matrices without densifying) and scores come
+    back in that dtype; the fitted trees are flat
     NumPy arrays (``tree_*_`` attributes, :meth:`get_tree`) instead of
     ``estimators_``, and no training rows are kept. The same
     ``random_state`` gives the same forest and scores for any ``n_jobs``.
@@ -241,9 +257,11 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             float32 and float64 arrays are used as they are (no copy); other
-            numbers are converted to float64. NaN is allowed (see the module
+            numbers are converted to float64. Sparse input (CSR, CSC) is
+            read as it is stored (CSC converted to CSR), never densified, and
+            gives exactly the forest the dense matrix gives. NaN is allowed (see the module
             docs of scikit-learn's random splitter); so are infinities.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
@@ -256,7 +274,12 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         self._check_params()
         warm = self.warm_start and hasattr(self, "tree_offsets_")
         X = validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=True
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=False,
+            reset=True,
         )
         n_samples, n_features = X.shape
         sw = _check_sample_weight(sample_weight, n_samples)
@@ -322,7 +345,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             # the same streams, so 10 + 10 trees equal 20 trees.
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             grown = _core.iforest_grow(
-                X,
+                _kernel_input(X),
                 seed,
                 n_existing,
                 n_more,
@@ -377,7 +400,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
     def _score(self, X, n_threads: int) -> np.ndarray:
         scores = _core.iforest_score(
-            X,
+            _kernel_input(X),
             self.tree_offsets_,
             self.tree_feature_,
             self.tree_threshold_,
@@ -393,7 +416,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     def _validate_for_scoring(self, X):
         check_is_fitted(self)
         return validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=False
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_all_finite=False, reset=False
         )
 
     def score_samples(self, X):
@@ -404,7 +427,9 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Sparse input is scored row tile by row tile, with the same
+            scores as the dense matrix.
 
         Returns
         -------
@@ -442,6 +467,48 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         labels[decision < 0] = -1
         return labels
 
+    def feature_contributions(self, X):
+        """Which features isolated each row: its path shortening per feature.
+
+        When a row walks an edge of a tree from a node holding ``n_p``
+        training rows to a child holding ``n_c``, the node's split feature is
+        credited ``c(n_p) - c(n_c) - 1``: how much the expected remaining
+        path shrank, less the one edge spent (``c`` is the average path
+        length, as in the score). Credits are summed along the row's path in
+        every tree and averaged over the trees. Along one path they
+        telescope, so each row satisfies exactly (up to rounding)::
+
+            contributions.sum(axis=1) == mean_t c(n_root_t) - mean_t h_t(x)
+
+        with ``h_t(x)`` the path length ``score_samples`` averages. Without
+        ``bootstrap`` every root holds ``max_samples_`` rows, so
+        ``score_samples(X) == -2 ** (contributions.sum(axis=1) / c(max_samples_) - 1)``.
+        Large positive entries mark the features that isolated the row
+        quickly (the reason it looks anomalous); negative ones kept it deep.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        contributions : ndarray of float64, shape (n_samples, n_features)
+        """
+        X = self._validate_for_scoring(X)
+        flat = _core.iforest_contributions(
+            _kernel_input(X),
+            self.tree_offsets_,
+            self.tree_feature_,
+            self.tree_threshold_,
+            self.tree_children_left_,
+            self.tree_children_right_,
+            self.tree_missing_go_to_left_,
+            self.tree_value_,
+            self.tree_n_node_samples_,
+            resolve_n_jobs(self.n_jobs),
+        )
+        return flat.reshape(X.shape[0], X.shape[1])
+
     def get_tree(self, i: int) -> dict:
         """Tree ``i``'s node arrays (views), keyed as scikit-learn's ``tree_``.
 
@@ -467,4 +534,5 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
         return tags

@@ -333,6 +333,170 @@ impl Value for f32 {
     }
 }
 
+/// Index types of a sparse matrix (scipy uses int32 or int64).
+pub trait SparseIndex: Copy + Send + Sync + 'static {
+    /// The index as `usize`, or `None` when negative.
+    fn to_usize(self) -> Option<usize>;
+}
+impl SparseIndex for i32 {
+    #[inline(always)]
+    fn to_usize(self) -> Option<usize> {
+        usize::try_from(self).ok()
+    }
+}
+impl SparseIndex for i64 {
+    #[inline(always)]
+    fn to_usize(self) -> Option<usize> {
+        usize::try_from(self).ok()
+    }
+}
+
+/// A matrix trees can be grown from and rows scored from: a dense array or
+/// a CSR matrix. Both give the same `f64` values for the same matrix, so a
+/// forest and its scores do not depend on the storage.
+pub trait Rows: Sync {
+    fn n_rows(&self) -> usize;
+    fn n_cols(&self) -> usize;
+    /// Append rows `r0..r1`, converted to f64, row-major, to `buf`.
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>);
+    /// The sample `rows` x `features`, converted to f64, column-major
+    /// (`features.len()` columns of `rows.len()` values).
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64>;
+}
+
+impl<T: Value> Rows for ArrayView2<'_, T> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn n_cols(&self) -> usize {
+        self.ncols()
+    }
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>) {
+        for r in r0..r1 {
+            buf.extend(self.row(r).iter().map(|v| v.to_f64()));
+        }
+    }
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64> {
+        let mut cols = Vec::with_capacity(rows.len() * features.len());
+        for &f in features {
+            let col = self.column(f);
+            cols.extend(rows.iter().map(|&r| col[r].to_f64()));
+        }
+        cols
+    }
+}
+
+/// A CSR matrix (scipy's `csr_matrix`/`csr_array` arrays), checked once.
+/// Entries absent are 0; duplicate entries of a cell add up (as scipy's
+/// `toarray`); column indices need not be sorted.
+#[derive(Debug, Clone, Copy)]
+pub struct Csr<'a, T, I> {
+    n_rows: usize,
+    n_cols: usize,
+    data: &'a [T],
+    indices: &'a [I],
+    indptr: &'a [I],
+}
+
+impl<'a, T: Value, I: SparseIndex> Csr<'a, T, I> {
+    /// Check the arrays: `indptr` has `n_rows + 1` non-decreasing entries
+    /// from 0 to `nnz`, every column index is in `0..n_cols`.
+    pub fn new(
+        n_rows: usize,
+        n_cols: usize,
+        data: &'a [T],
+        indices: &'a [I],
+        indptr: &'a [I],
+    ) -> Result<Self> {
+        let bad = |msg: String| CoreError::invalid(format!("invalid CSR matrix: {msg}"));
+        let nnz = data.len();
+        if indices.len() != nnz {
+            return Err(bad(format!(
+                "{} column indices for {nnz} stored values",
+                indices.len()
+            )));
+        }
+        if indptr.len() != n_rows + 1 {
+            return Err(bad(format!(
+                "indptr has {} entries for {n_rows} rows",
+                indptr.len()
+            )));
+        }
+        let mut prev = 0usize;
+        for (r, p) in indptr.iter().enumerate() {
+            let p = p.to_usize();
+            match p {
+                Some(p) if (r > 0 || p == 0) && p >= prev && p <= nnz => prev = p,
+                _ => return Err(bad(format!("indptr[{r}] is out of order or range"))),
+            }
+        }
+        if prev != nnz {
+            return Err(bad(format!("indptr ends at {prev}, not at nnz={nnz}")));
+        }
+        if let Some(i) = indices
+            .iter()
+            .position(|&c| c.to_usize().is_none_or(|c| c >= n_cols))
+        {
+            return Err(bad(format!(
+                "stored value {i} has a column index outside 0..{n_cols}"
+            )));
+        }
+        Ok(Csr {
+            n_rows,
+            n_cols,
+            data,
+            indices,
+            indptr,
+        })
+    }
+
+    #[inline]
+    fn span(&self, r: usize) -> std::ops::Range<usize> {
+        // Checked in `new`: in range and ordered.
+        self.indptr[r].to_usize().unwrap_or(0)..self.indptr[r + 1].to_usize().unwrap_or(0)
+    }
+}
+
+impl<T: Value, I: SparseIndex> Rows for Csr<'_, T, I> {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>) {
+        let d = self.n_cols;
+        for r in r0..r1 {
+            let base = buf.len();
+            buf.resize(base + d, 0.0);
+            let row = &mut buf[base..];
+            for p in self.span(r) {
+                let c = self.indices[p].to_usize().unwrap_or(0);
+                row[c] += self.data[p].to_f64();
+            }
+        }
+    }
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64> {
+        let k = rows.len();
+        let mut cols = vec![0.0f64; k * features.len()];
+        // Column of X -> column of the sample (u32::MAX: not in this tree).
+        let mut local = vec![u32::MAX; self.n_cols];
+        for (j, &f) in features.iter().enumerate() {
+            local[f] = j as u32;
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            for p in self.span(r) {
+                let c = self.indices[p].to_usize().unwrap_or(0);
+                let j = local[c];
+                if j != u32::MAX {
+                    cols[j as usize * k + i] += self.data[p].to_f64();
+                }
+            }
+        }
+        cols
+    }
+}
+
 struct Pending {
     node: usize,
     start: usize,
@@ -343,8 +507,8 @@ struct Pending {
 }
 
 /// Grow one tree on `rows` x `features` of `x`.
-fn grow_one<T: Value>(
-    x: &ArrayView2<'_, T>,
+fn grow_one<S: Rows>(
+    x: &S,
     rows: &[usize],
     features: &[usize],
     max_depth: usize,
@@ -354,11 +518,7 @@ fn grow_one<T: Value>(
     let mf = features.len();
     // Column-major copy of the sample, converted once: every node scans
     // whole columns of it.
-    let mut cols: Vec<f64> = Vec::with_capacity(k * mf);
-    for &f in features {
-        let col = x.column(f);
-        cols.extend(rows.iter().map(|&r| col[r].to_f64()));
-    }
+    let cols = x.gather(rows, features);
     let mut tree = Tree {
         features: features.iter().map(|&f| f as i64).collect(),
         ..Tree::default()
@@ -475,13 +635,13 @@ fn grow_one<T: Value>(
 
 /// Grow `params.n_trees` trees, tree `first_tree + t` from stream
 /// `(seed, first_tree + t)`, in parallel over trees on the current pool.
-pub fn grow_forest<T: Value>(
-    x: ArrayView2<'_, T>,
+pub fn grow_forest<S: Rows>(
+    x: S,
     sample_weight: Option<&[f64]>,
     params: &GrowParams,
     cancel: &Cancel,
 ) -> Result<Vec<Tree>> {
-    let (n, d) = x.dim();
+    let (n, d) = (x.n_rows(), x.n_cols());
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(format!(
             "cannot fit an isolation forest on data of shape ({n}, {d}): need at least one row and one feature"
@@ -786,29 +946,17 @@ fn check_width(d: usize, forest: &Packed) -> Result<()> {
 }
 
 /// Score the rows `r0..r0 + acc.len()` of `x` into `acc` (one tile).
-fn score_rows<T: Value>(
-    x: &ArrayView2<'_, T>,
-    r0: usize,
-    forest: &Packed,
-    buf: &mut Vec<f64>,
-    acc: &mut [f64],
-) {
+fn score_rows<S: Rows>(x: &S, r0: usize, forest: &Packed, buf: &mut Vec<f64>, acc: &mut [f64]) {
     buf.clear();
-    for r in r0..r0 + acc.len() {
-        buf.extend(x.row(r).iter().map(|v| v.to_f64()));
-    }
-    score_tile(forest, buf, x.ncols(), acc);
+    x.dense_rows(r0, r0 + acc.len(), buf);
+    score_tile(forest, buf, x.n_cols(), acc);
 }
 
 /// Sum over trees (in tree order) of the path length of every row of `x`.
 /// Parallel over tiles of rows of fixed size on the current pool; the
 /// result does not depend on the thread count.
-pub fn path_length_sums<T: Value>(
-    x: ArrayView2<'_, T>,
-    forest: &Packed,
-    cancel: &Cancel,
-) -> Result<Vec<f64>> {
-    let (n, d) = x.dim();
+pub fn path_length_sums<S: Rows>(x: S, forest: &Packed, cancel: &Cancel) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
     check_width(d, forest)?;
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
@@ -825,11 +973,8 @@ pub fn path_length_sums<T: Value>(
 
 /// [`path_length_sums`] on the calling thread: for small batches, where
 /// handing work to a pool costs more than the work.
-pub fn path_length_sums_serial<T: Value>(
-    x: ArrayView2<'_, T>,
-    forest: &Packed,
-) -> Result<Vec<f64>> {
-    let (n, d) = x.dim();
+pub fn path_length_sums_serial<S: Rows>(x: S, forest: &Packed) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
     check_width(d, forest)?;
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
@@ -852,6 +997,83 @@ pub fn scores_from_sums(sums: &mut [f64], n_trees: usize, max_samples: usize) {
             -(-*s / denom).exp2()
         };
     }
+}
+
+/// Per-feature contributions to each row's mean path length.
+///
+/// For a row walking an edge from a node with `n_p` training rows to a child
+/// with `n_c`, the split feature is credited `c(n_p) - c(n_c) - 1`: how much
+/// shorter the row's expected remaining path became than the one edge it
+/// spent. Along a path these telescope: the credits of one tree sum to
+/// `c(n_root) - h(x)`, with `h(x) = depth + c(n_leaf)` the tree's path
+/// length. The result is the mean over trees, `n_rows x n_features`
+/// row-major, so each row sums to `mean c(n_root) - mean h(x)` (positive
+/// credits: the feature isolated the row faster than an average split).
+///
+/// `n_node_samples` are the trees' node sizes, aligned with `f`'s arrays.
+pub fn feature_contributions<S: Rows>(
+    x: S,
+    f: &ForestArrays<'_>,
+    n_node_samples: &[i64],
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
+    if d == 0 {
+        return Err(CoreError::invalid(
+            "X has 0 features; the forest needs at least one",
+        ));
+    }
+    // `pack` proves every child index and feature along any path in range.
+    let packed = pack(f, d)?;
+    if n_node_samples.len() != f.feature.len() {
+        return Err(bad_forest(format!(
+            "n_node_samples has {} nodes, feature has {}",
+            n_node_samples.len(),
+            f.feature.len()
+        )));
+    }
+    let n_trees = packed.n_trees();
+    let c = |g: usize| average_path_length(n_node_samples[g] as f64);
+    let tile = tile_rows(d);
+    let mut out = vec![0.0f64; n * d];
+    out.par_chunks_mut(tile * d).enumerate().try_for_each_init(
+        || Vec::<f64>::with_capacity(tile * d),
+        |buf, (t, acc)| -> Result<()> {
+            cancel.check()?;
+            let r0 = t * tile;
+            let rows = acc.len() / d;
+            buf.clear();
+            x.dense_rows(r0, r0 + rows, buf);
+            for (row, credit) in buf.chunks_exact(d).zip(acc.chunks_exact_mut(d)) {
+                for w in f.offsets.windows(2) {
+                    let a = w[0] as usize;
+                    let mut g = a;
+                    while f.children_left[g] != TREE_LEAF {
+                        let feat = f.feature[g] as usize;
+                        let v = row[feat];
+                        let left = if v.is_nan() {
+                            f.missing_go_to_left[g] != 0
+                        } else {
+                            v <= f.threshold[g]
+                        };
+                        let child = if left {
+                            f.children_left[g]
+                        } else {
+                            f.children_right[g]
+                        };
+                        let next = a + child as usize;
+                        credit[feat] += c(g) - c(next) - 1.0;
+                        g = next;
+                    }
+                }
+                for v in credit.iter_mut() {
+                    *v /= n_trees as f64;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1171,6 +1393,103 @@ mod tests {
             .unwrap()
             .iter()
             .all(|v| v.is_finite()));
+    }
+
+    /// `x` as CSR arrays, zeros dropped, columns of each row reversed
+    /// (unsorted indices) and the first stored value split into a duplicate.
+    fn to_csr(x: &Array2<f64>) -> (Vec<f64>, Vec<i32>, Vec<i32>) {
+        let (mut data, mut indices, mut indptr) = (vec![], vec![], vec![0i32]);
+        for row in x.rows() {
+            for (j, &v) in row.iter().enumerate().rev() {
+                if v != 0.0 {
+                    data.push(v);
+                    indices.push(j as i32);
+                }
+            }
+            indptr.push(data.len() as i32);
+        }
+        if !data.is_empty() && data[0].is_finite() {
+            // 0.5 v + 0.5 v == v exactly.
+            data[0] *= 0.5;
+            data.insert(0, data[0]);
+            indices.insert(0, indices[0]);
+            for p in indptr.iter_mut().skip(1) {
+                *p += 1;
+            }
+        }
+        (data, indices, indptr)
+    }
+
+    #[test]
+    fn sparse_grows_and_scores_like_dense() {
+        let mut x = data(700, 6);
+        for (i, v) in x.iter_mut().enumerate() {
+            if (i.wrapping_mul(2_654_435_761) >> 7) % 3 != 0 {
+                *v = 0.0; // about two thirds zeros, in every column
+            }
+        }
+        x[[5, 2]] = f64::NAN;
+        let (vals, idx, ptr) = to_csr(&x);
+        let csr = Csr::new(700, 6, &vals, &idx, &ptr).unwrap();
+        let c = Cancel::new();
+        let p = params(25, 128, 6);
+        let dense = grow_forest(x.view(), None, &p, &c).unwrap();
+        let sparse = grow_forest(csr, None, &p, &c).unwrap();
+        assert_eq!(dense, sparse);
+        let pk = packed(&dense, 6).unwrap();
+        let a = path_length_sums(x.view(), &pk, &c).unwrap();
+        let b = path_length_sums(csr, &pk, &c).unwrap();
+        let b1 = path_length_sums_serial(csr, &pk).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, b1);
+        // Malformed arrays are errors, not panics.
+        assert!(Csr::new(700, 5, &vals, &idx, &ptr).is_err());
+        assert!(Csr::new(699, 6, &vals, &idx, &ptr).is_err());
+        assert!(Csr::new(700, 6, &vals[1..], &idx, &ptr).is_err());
+        let mut bad = ptr.clone();
+        bad[3] = bad[4] + 1;
+        assert!(Csr::new(700, 6, &vals, &idx, &bad).is_err());
+        let mut neg = idx.clone();
+        neg[0] = -1;
+        assert!(Csr::new(700, 6, &vals, &neg, &ptr).is_err());
+    }
+
+    #[test]
+    fn contributions_telescope_to_path_length() {
+        let mut x = data(400, 4);
+        x[[0, 3]] = 25.0; // far out on feature 3 only
+        x[[7, 1]] = f64::NAN;
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(50, 128, 4), &c).unwrap();
+        let (offsets, all) = arrays(&trees);
+        let nns: Vec<i64> = trees
+            .iter()
+            .flat_map(|t| t.n_node_samples.clone())
+            .collect();
+        let fa = ForestArrays {
+            offsets: &offsets,
+            feature: &all.feature,
+            threshold: &all.threshold,
+            children_left: &all.children_left,
+            children_right: &all.children_right,
+            missing_go_to_left: &all.missing_go_to_left,
+            value: &all.value,
+        };
+        let contrib = feature_contributions(x.view(), &fa, &nns, &c).unwrap();
+        let pk = pack(&fa, 4).unwrap();
+        let sums = path_length_sums(x.view(), &pk, &c).unwrap();
+        let c_root = average_path_length(128.0);
+        for r in 0..400 {
+            let total: f64 = contrib[r * 4..r * 4 + 4].iter().sum();
+            let want = c_root - sums[r] / 50.0;
+            assert!((total - want).abs() < 1e-9, "row {r}: {total} vs {want}");
+        }
+        let row0 = &contrib[0..4];
+        assert!(
+            row0[3] > 3.0 * row0[0].abs().max(row0[1].abs()).max(row0[2].abs()),
+            "{row0:?}"
+        );
+        assert!(feature_contributions(x.view(), &fa, &nns[1..], &c).is_err());
     }
 
     #[test]
