@@ -606,3 +606,88 @@ def test_feature_contributions_point_at_the_planted_feature():
     # inliers no feature does on average.
     assert np.all(contrib[np.arange(40), planted] > 1.0)
     assert np.all(est.feature_contributions(X[40:]).mean(axis=0) < 0.0)
+
+
+# -- extended isolation forest (extension_level) -------------------------------
+
+
+def _walk_extended(est, t, row):
+    tr = est.get_tree(t)
+    i = 0
+    while tr["children_left"][i] != -1:
+        feats, coefs = tr["hyperplane_features"][i], tr["hyperplane_coefs"][i]
+        p = 0.0
+        for f, c in zip(feats, coefs):
+            if f >= 0:
+                p += c * row[f]
+        left = tr["missing_go_to_left"][i] == 1 if np.isnan(p) else p <= tr["threshold"][i]
+        i = tr["children_left"][i] if left else tr["children_right"][i]
+    return tr["value"][i]
+
+
+def test_extension_level_zero_is_the_axis_parallel_forest():
+    X = _blobs(n=500, d=4)
+    a = IsolationForest(n_estimators=20, random_state=3).fit(X)
+    b = IsolationForest(n_estimators=20, random_state=3, extension_level=0).fit(X)
+    assert a.score_samples(X).tobytes() == b.score_samples(X).tobytes()
+    assert not hasattr(b, "tree_hyperplane_features_")
+    assert "hyperplane_features" not in b.get_tree(0)
+
+
+def test_extension_level_out_of_range():
+    X = _blobs(n=50, d=3)
+    for bad in (-1, 1.5, "full", True):
+        with pytest.raises(InvalidParameterError, match="'extension_level' parameter"):
+            IsolationForest(extension_level=bad).fit(X)
+    with pytest.raises(ValueError, match=r"extension_level=3 must be in \[0, n_features - 1\] = \[0, 2\]"):
+        IsolationForest(extension_level=3).fit(X)
+    IsolationForest(n_estimators=3, extension_level=2).fit(X)  # the fully extended forest is allowed
+
+
+@pytest.mark.parametrize("level", [1, 3])
+def test_extended_forest_deterministic_exact_and_picklable(level):
+    X = _blobs(n=2500, d=5)
+    X[7, 1] = np.nan
+    kw = dict(n_estimators=30, random_state=4, extension_level=level)
+    a = IsolationForest(n_jobs=1, **kw).fit(X)
+    b = IsolationForest(n_jobs=2, **kw).fit(X)
+    for name in ("tree_threshold_", "tree_children_left_", "tree_hyperplane_features_", "tree_hyperplane_coefs_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.tree_hyperplane_features_.shape == (len(a.tree_feature_), level + 1)
+    s = a.score_samples(X)
+    big = np.vstack([X] * 20)  # the threaded path
+    assert b.score_samples(big).tobytes() == np.tile(s, 20).tobytes()
+    # Brute-force walk of the public arrays.
+    for r in (0, 7, 1000):
+        h = np.mean([_walk_extended(a, t, X[r]) for t in range(30)])
+        np.testing.assert_allclose(-(2.0 ** (-h / _average_path_length(a.max_samples_))), s[r], rtol=1e-12)
+    # Hyperplanes have level + 1 distinct features wherever enough vary.
+    inner = a.tree_children_left_ != -1
+    used = a.tree_hyperplane_features_[inner]
+    assert np.all((used >= 0).sum(axis=1) == level + 1)
+    assert np.all(a.tree_hyperplane_features_[~inner] == -1)
+    c = pickle.loads(pickle.dumps(a))
+    assert c.score_samples(X).tobytes() == s.tobytes()
+    assert IsolationForest(**kw).fit(sp.csr_matrix(X)).score_samples(sp.csr_matrix(X)).tobytes() == s.tobytes()
+    # Warm start continues the same streams; the level cannot change.
+    w = IsolationForest(n_estimators=10, random_state=4, extension_level=level, warm_start=True).fit(X)
+    w.set_params(n_estimators=30).fit(X)
+    assert w.score_samples(X).tobytes() == s.tobytes()
+    w.set_params(n_estimators=40, extension_level=0)
+    with pytest.raises(ValueError, match="extension_level"):
+        w.fit(X)
+    with pytest.raises(ValueError, match="axis-parallel"):
+        a.feature_contributions(X)
+    with pytest.raises(ValueError, match="X has 4 features, but IsolationForest is expecting 5 features"):
+        a.score_samples(X[:, :4])
+
+
+@pytest.mark.skipif(not ODDS.is_dir(), reason=f"ODDS data not found at {ODDS} (set FERROMINE_DATA)")
+@pytest.mark.parametrize("name", ["cardio", "breastw"])
+def test_extended_forest_auc_comparable_to_axis_parallel(name):
+    X, y = _load(name)
+    seeds = range(5)
+    axis = _mean_auc(IsolationForest, X, y, seeds)
+    for level in (1, X.shape[1] - 1):
+        ext = _mean_auc(IsolationForest, X, y, seeds, extension_level=level)
+        assert ext > axis - 0.03, (name, level, ext, axis)

@@ -15,7 +15,9 @@ __all__ = [
     "fp_rules",
     "iforest_contributions",
     "iforest_grow",
+    "iforest_grow_extended",
     "iforest_score",
+    "iforest_score_extended",
     "arrow_columns",
     "kmeans_assign",
     "kmeans_column_stats",
@@ -138,6 +140,34 @@ def iforest_score(
     n_threads: int | None = None,
 ) -> npt.NDArray[np.float64]: ...
 
+def iforest_grow_extended(
+    x: _Matrix | _CsrTuple,
+    seed: int,
+    first_tree: int,
+    n_trees: int,
+    max_samples: int,
+    max_features: int,
+    bootstrap: bool,
+    max_depth: int,
+    extension_level: int,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    n_threads: int | None = None,
+) -> tuple[tuple[npt.NDArray[Any], ...], npt.NDArray[np.int32], npt.NDArray[np.float64]]: ...
+def iforest_score_extended(
+    x: _Matrix | _CsrTuple,
+    offsets: npt.NDArray[np.int64],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float64],
+    children_left: npt.NDArray[np.int32],
+    children_right: npt.NDArray[np.int32],
+    missing_go_to_left: npt.NDArray[np.uint8],
+    value: npt.NDArray[np.float64],
+    hyper_features: npt.NDArray[np.int32],
+    hyper_coefs: npt.NDArray[np.float64],
+    extension_level: int,
+    max_samples: int,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
 def iforest_contributions(
     x: _Matrix | _CsrTuple,
     offsets: npt.NDArray[np.int64],

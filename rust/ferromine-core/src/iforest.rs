@@ -641,6 +641,20 @@ pub fn grow_forest<S: Rows>(
     params: &GrowParams,
     cancel: &Cancel,
 ) -> Result<Vec<Tree>> {
+    grow_trees(&x, sample_weight, params, cancel, |rows, features, rng| {
+        grow_one(&x, rows, features, params.max_depth, rng)
+    })
+}
+
+/// Check the inputs, draw each tree's features and rows from its stream and
+/// grow it with `grow` (which continues the stream), in parallel over trees.
+fn grow_trees<S: Rows, T: Send>(
+    x: &S,
+    sample_weight: Option<&[f64]>,
+    params: &GrowParams,
+    cancel: &Cancel,
+    grow: impl Fn(&[usize], &[usize], &mut Rng) -> T + Sync,
+) -> Result<Vec<T>> {
     let (n, d) = (x.n_rows(), x.n_cols());
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(format!(
@@ -694,9 +708,187 @@ pub fn grow_forest<S: Rows>(
             let mut rng = Rng::new(p.seed, (p.first_tree + t) as u64);
             let features = sample_without_replacement(&mut rng, d, p.max_features);
             let rows = sample_rows(&mut rng, sampler, p.max_samples, p.bootstrap);
-            Ok(grow_one(&x, &rows, &features, p.max_depth, &mut rng))
+            Ok(grow(&rows, &features, &mut rng))
         })
         .collect()
+}
+
+/// A standard normal draw (Box-Muller, one of the pair).
+fn normal(rng: &mut Rng) -> f64 {
+    let u1 = 1.0 - rng.uniform(); // (0, 1]
+    let u2 = rng.uniform();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// An extended isolation tree: a [`Tree`] whose internal node `i` splits on
+/// the hyperplane `sum_s coefs[i*k + s] * x[features[i*k + s]] <= threshold[i]`
+/// (slots with feature -1 are unused; NaN in the sum follows
+/// `missing_go_to_left`). `tree.feature[i]` is the first slot's feature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HyperTree {
+    pub tree: Tree,
+    pub hyper_features: Vec<i32>,
+    pub hyper_coefs: Vec<f64>,
+}
+
+/// The projection of one row on a node's hyperplane, summed in slot order
+/// (growing and scoring use this same function, so they agree exactly).
+/// `value(slot, feature)` reads the row's value of a slot's feature.
+#[inline]
+fn project(features: &[i32], coefs: &[f64], value: impl Fn(usize, usize) -> f64) -> f64 {
+    let mut acc = 0.0;
+    for (s, (&f, &c)) in features.iter().zip(coefs).enumerate() {
+        if f >= 0 {
+            acc += c * value(s, f as usize);
+        }
+    }
+    acc
+}
+
+/// Grow an extended isolation forest (Hariri et al.): every node splits on a
+/// random hyperplane through a point drawn uniformly in the node's bounding
+/// box, whose normal has `k` non-zero N(0, 1) components on distinct
+/// features drawn among the node's non-constant ones (fewer when fewer are
+/// non-constant). `k = extension_level + 1`. Sampling, depth limit, leaf
+/// values and streams are those of [`grow_forest`].
+pub fn grow_forest_extended<S: Rows>(
+    x: S,
+    sample_weight: Option<&[f64]>,
+    params: &GrowParams,
+    k: usize,
+    cancel: &Cancel,
+) -> Result<Vec<HyperTree>> {
+    if k < 2 || k > x.n_cols() {
+        return Err(CoreError::invalid(format!(
+            "extension_level={} must be in [1, n_features - 1 = {}] for hyperplane splits",
+            k.saturating_sub(1),
+            x.n_cols().saturating_sub(1)
+        )));
+    }
+    grow_trees(&x, sample_weight, params, cancel, |rows, features, rng| {
+        grow_one_extended(&x, rows, features, params.max_depth, k, rng)
+    })
+}
+
+fn grow_one_extended<S: Rows>(
+    x: &S,
+    rows: &[usize],
+    features: &[usize],
+    max_depth: usize,
+    k: usize,
+    rng: &mut Rng,
+) -> HyperTree {
+    let n_rows = rows.len();
+    let mf = features.len();
+    let cols = x.gather(rows, features);
+    let mut out = HyperTree {
+        tree: Tree {
+            features: features.iter().map(|&f| f as i64).collect(),
+            ..Tree::default()
+        },
+        ..HyperTree::default()
+    };
+    let push_node = |t: &mut HyperTree, n: usize, depth: usize| {
+        t.tree.feature.push(TREE_UNDEFINED);
+        t.tree.threshold.push(TREE_UNDEFINED as f64);
+        t.tree.children_left.push(TREE_LEAF);
+        t.tree.children_right.push(TREE_LEAF);
+        t.tree.missing_go_to_left.push(0);
+        t.tree.n_node_samples.push(n as i64);
+        t.tree
+            .value
+            .push(depth as f64 + average_path_length(n as f64));
+        t.hyper_features.extend(std::iter::repeat_n(-1, k));
+        t.hyper_coefs.extend(std::iter::repeat_n(0.0, k));
+    };
+    let mut order: Vec<u32> = (0..n_rows as u32).collect();
+    let mut proj: Vec<f64> = vec![0.0; n_rows];
+    let mut live: Vec<(usize, f64, f64)> = Vec::with_capacity(mf);
+    push_node(&mut out, n_rows, 0);
+    let mut stack = vec![(0usize, 0usize, n_rows, 0usize)];
+    while let Some((node, start, end, depth)) = stack.pop() {
+        let n = end - start;
+        if depth >= max_depth || n <= 1 {
+            continue;
+        }
+        let idx = &mut order[start..end];
+        // The node's non-constant features and their ranges.
+        live.clear();
+        for j in 0..mf {
+            let col = &cols[j * n_rows..(j + 1) * n_rows];
+            let (mut lo, mut hi, mut missing) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+            for &i in idx.iter() {
+                let v = col[i as usize];
+                if v.is_nan() {
+                    missing += 1;
+                } else {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if !(missing == n || (hi <= lo + FEATURE_THRESHOLD && missing == 0)) {
+                live.push((j, lo, hi));
+            }
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let m = k.min(live.len());
+        let mut slot_features = vec![-1i32; k];
+        let mut slot_local = vec![0usize; k];
+        let mut slot_coefs = vec![0.0f64; k];
+        let mut intercept = 0.0;
+        for s in 0..m {
+            let c = s + rng.below(live.len() - s);
+            live.swap(s, c);
+            let (j, lo, hi) = live[s];
+            let coef = normal(rng);
+            let point = (hi - lo) * rng.uniform() + lo;
+            slot_features[s] = features[j] as i32;
+            slot_local[s] = j;
+            slot_coefs[s] = coef;
+            intercept += coef * point;
+        }
+        if intercept.is_nan() {
+            continue; // an infinite range: no usable hyperplane here
+        }
+        let mut any_nan = false;
+        for &i in idx.iter() {
+            let p = project(&slot_features, &slot_coefs, |s, _| {
+                cols[slot_local[s] * n_rows + i as usize]
+            });
+            any_nan |= p.is_nan();
+            proj[i as usize] = p;
+        }
+        let nan_left = any_nan && rng.coin();
+        let mut split = 0;
+        for j in 0..idx.len() {
+            let p = proj[idx[j] as usize];
+            let left = if p.is_nan() { nan_left } else { p <= intercept };
+            if left {
+                idx.swap(split, j);
+                split += 1;
+            }
+        }
+        if split == 0 || split == n {
+            continue;
+        }
+        let (n_left, n_right) = (split, n - split);
+        let left = out.tree.feature.len();
+        push_node(&mut out, n_left, depth + 1);
+        push_node(&mut out, n_right, depth + 1);
+        let t = &mut out.tree;
+        t.feature[node] = slot_features[0];
+        t.threshold[node] = intercept;
+        t.children_left[node] = left as i32;
+        t.children_right[node] = left as i32 + 1;
+        t.missing_go_to_left[node] = if any_nan { nan_left } else { n_left > n_right } as u8;
+        out.hyper_features[node * k..(node + 1) * k].copy_from_slice(&slot_features);
+        out.hyper_coefs[node * k..(node + 1) * k].copy_from_slice(&slot_coefs);
+        stack.push((left + 1, start + split, end, depth + 1));
+        stack.push((left, start, start + split, depth + 1));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -997,6 +1189,92 @@ pub fn scores_from_sums(sums: &mut [f64], n_trees: usize, max_samples: usize) {
             -(-*s / denom).exp2()
         };
     }
+}
+
+/// An extended forest's hyperplanes, `k` slots per node, aligned with the
+/// node arrays of a [`ForestArrays`].
+#[derive(Debug, Clone, Copy)]
+pub struct Hyperplanes<'a> {
+    pub k: usize,
+    pub features: &'a [i32],
+    pub coefs: &'a [f64],
+}
+
+/// Sum over trees (in tree order) of the path length of every row of `x` in
+/// an extended forest. Parallel over fixed tiles of rows; the result does
+/// not depend on the thread count.
+pub fn path_length_sums_extended<S: Rows>(
+    x: S,
+    f: &ForestArrays<'_>,
+    h: &Hyperplanes<'_>,
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
+    // `pack` proves the tree structure (children in range, each node reached
+    // once) and the first slot's features; the slots are checked here.
+    pack(f, d)?;
+    let total = f.feature.len();
+    if h.k == 0
+        || h.features.len() != total.saturating_mul(h.k)
+        || h.coefs.len() != h.features.len()
+    {
+        return Err(bad_forest(format!(
+            "hyperplanes have {} features and {} coefficients for {total} nodes of {} slots",
+            h.features.len(),
+            h.coefs.len(),
+            h.k
+        )));
+    }
+    if let Some(i) = h
+        .features
+        .iter()
+        .position(|&g| g < -1 || g as i64 >= d as i64)
+    {
+        return Err(bad_forest(format!(
+            "hyperplane slot {i} uses feature {}, but X has {d} features",
+            h.features[i]
+        )));
+    }
+    let k = h.k;
+    let tile = tile_rows(d.max(1));
+    let mut out = vec![0.0f64; n];
+    out.par_chunks_mut(tile).enumerate().try_for_each_init(
+        || Vec::<f64>::with_capacity(tile * d),
+        |buf, (t, acc)| -> Result<()> {
+            cancel.check()?;
+            let r0 = t * tile;
+            buf.clear();
+            x.dense_rows(r0, r0 + acc.len(), buf);
+            for w in f.offsets.windows(2) {
+                let a = w[0] as usize;
+                for (r, sum) in acc.iter_mut().enumerate() {
+                    let row = &buf[r * d..(r + 1) * d];
+                    let mut g = a;
+                    while f.children_left[g] != TREE_LEAF {
+                        let p = project(
+                            &h.features[g * k..(g + 1) * k],
+                            &h.coefs[g * k..(g + 1) * k],
+                            |_, c| row[c],
+                        );
+                        let left = if p.is_nan() {
+                            f.missing_go_to_left[g] != 0
+                        } else {
+                            p <= f.threshold[g]
+                        };
+                        let child = if left {
+                            f.children_left[g]
+                        } else {
+                            f.children_right[g]
+                        };
+                        g = a + child as usize;
+                    }
+                    *sum += f.value[g];
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// Per-feature contributions to each row's mean path length.
@@ -1490,6 +1768,89 @@ mod tests {
             "{row0:?}"
         );
         assert!(feature_contributions(x.view(), &fa, &nns[1..], &c).is_err());
+    }
+
+    #[test]
+    fn extended_trees_split_on_hyperplanes() {
+        let mut x = data(1500, 4);
+        x[[0, 0]] = 6.0;
+        x[[0, 1]] = -6.0;
+        x[[9, 2]] = f64::NAN;
+        let c = Cancel::new();
+        let p = params(40, 256, 4);
+        let grow = |threads| {
+            crate::parallel::run_in_pool(threads, || {
+                grow_forest_extended(x.view(), None, &p, 3, &c)
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let (a, b) = (grow(1), grow(2));
+        assert_eq!(a, b);
+        let (vals, idx, ptr) = to_csr(&x);
+        let csr = Csr::new(1500, 4, &vals, &idx, &ptr).unwrap();
+        assert_eq!(grow_forest_extended(csr, None, &p, 3, &c).unwrap(), a);
+        let k = 3;
+        for t in &a {
+            for i in 0..t.tree.feature.len() {
+                let slots = &t.hyper_features[i * k..(i + 1) * k];
+                if t.tree.children_left[i] == TREE_LEAF {
+                    assert!(slots.iter().all(|&f| f == -1));
+                } else {
+                    let used: Vec<i32> = slots.iter().copied().filter(|&f| f >= 0).collect();
+                    assert!(!used.is_empty() && used[0] == t.tree.feature[i]);
+                    let mut u = used.clone();
+                    u.sort_unstable();
+                    u.dedup();
+                    assert_eq!(u.len(), used.len(), "distinct features per hyperplane");
+                }
+            }
+        }
+        let (offsets, all) = arrays(&a.iter().map(|h| h.tree.clone()).collect::<Vec<_>>());
+        let hf: Vec<i32> = a.iter().flat_map(|h| h.hyper_features.clone()).collect();
+        let hc: Vec<f64> = a.iter().flat_map(|h| h.hyper_coefs.clone()).collect();
+        let fa = ForestArrays {
+            offsets: &offsets,
+            feature: &all.feature,
+            threshold: &all.threshold,
+            children_left: &all.children_left,
+            children_right: &all.children_right,
+            missing_go_to_left: &all.missing_go_to_left,
+            value: &all.value,
+        };
+        let h = Hyperplanes {
+            k,
+            features: &hf,
+            coefs: &hc,
+        };
+        let s1 =
+            crate::parallel::run_in_pool(1, || path_length_sums_extended(x.view(), &fa, &h, &c))
+                .unwrap()
+                .unwrap();
+        let s2 = crate::parallel::run_in_pool(2, || path_length_sums_extended(csr, &fa, &h, &c))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s1, s2);
+        // The outlier (far out on two features) has the shortest path.
+        let min = s1.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert_eq!(s1[0], min);
+        assert!(s1.iter().all(|v| v.is_finite()));
+        let bad = Hyperplanes {
+            k,
+            features: &hf[1..],
+            coefs: &hc,
+        };
+        assert!(path_length_sums_extended(x.view(), &fa, &bad, &c).is_err());
+        let mut wide = hf.clone();
+        wide[0] = 9;
+        let bad = Hyperplanes {
+            k,
+            features: &wide,
+            coefs: &hc,
+        };
+        assert!(path_length_sums_extended(x.view(), &fa, &bad, &c).is_err());
+        assert!(grow_forest_extended(x.view(), None, &p, 5, &c).is_err());
+        assert!(grow_forest_extended(x.view(), None, &p, 1, &c).is_err());
     }
 
     #[test]

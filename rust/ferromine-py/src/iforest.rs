@@ -160,45 +160,7 @@ pub fn iforest_grow<'py>(
     let trees = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
         iforest::grow_forest(view, weights, &params, cancel)
     }))?;
-    let mut offsets = Vec::with_capacity(trees.len() + 1);
-    let mut feat_offsets = Vec::with_capacity(trees.len() + 1);
-    offsets.push(0i64);
-    feat_offsets.push(0i64);
-    let total: usize = trees.iter().map(|t| t.feature.len()).sum();
-    let mut all = iforest::Tree {
-        features: Vec::new(),
-        feature: Vec::with_capacity(total),
-        threshold: Vec::with_capacity(total),
-        children_left: Vec::with_capacity(total),
-        children_right: Vec::with_capacity(total),
-        missing_go_to_left: Vec::with_capacity(total),
-        n_node_samples: Vec::with_capacity(total),
-        value: Vec::with_capacity(total),
-    };
-    for t in trees {
-        all.features.extend(t.features);
-        all.feature.extend(t.feature);
-        all.threshold.extend(t.threshold);
-        all.children_left.extend(t.children_left);
-        all.children_right.extend(t.children_right);
-        all.missing_go_to_left.extend(t.missing_go_to_left);
-        all.n_node_samples.extend(t.n_node_samples);
-        all.value.extend(t.value);
-        offsets.push(all.feature.len() as i64);
-        feat_offsets.push(all.features.len() as i64);
-    }
-    Ok((
-        offsets.into_pyarray(py),
-        feat_offsets.into_pyarray(py),
-        all.features.into_pyarray(py),
-        all.feature.into_pyarray(py),
-        all.threshold.into_pyarray(py),
-        all.children_left.into_pyarray(py),
-        all.children_right.into_pyarray(py),
-        all.missing_go_to_left.into_pyarray(py),
-        all.n_node_samples.into_pyarray(py),
-        all.value.into_pyarray(py),
-    ))
+    Ok(flatten(py, trees))
 }
 
 /// `score_samples` of an isolation forest: `-2^(-mean path length / c(max_samples))`
@@ -293,6 +255,145 @@ pub fn iforest_contributions<'py>(
         iforest::feature_contributions(view, &arrays, sizes, cancel)
     }))?;
     Ok(flat.into_pyarray(py))
+}
+
+/// Concatenate trees into the flat arrays Python stores.
+fn flatten(py: Python<'_>, trees: Vec<iforest::Tree>) -> GrownArrays<'_> {
+    let mut offsets = Vec::with_capacity(trees.len() + 1);
+    let mut feat_offsets = Vec::with_capacity(trees.len() + 1);
+    offsets.push(0i64);
+    feat_offsets.push(0i64);
+    let total: usize = trees.iter().map(|t| t.feature.len()).sum();
+    let mut all = iforest::Tree {
+        features: Vec::new(),
+        feature: Vec::with_capacity(total),
+        threshold: Vec::with_capacity(total),
+        children_left: Vec::with_capacity(total),
+        children_right: Vec::with_capacity(total),
+        missing_go_to_left: Vec::with_capacity(total),
+        n_node_samples: Vec::with_capacity(total),
+        value: Vec::with_capacity(total),
+    };
+    for t in trees {
+        all.features.extend(t.features);
+        all.feature.extend(t.feature);
+        all.threshold.extend(t.threshold);
+        all.children_left.extend(t.children_left);
+        all.children_right.extend(t.children_right);
+        all.missing_go_to_left.extend(t.missing_go_to_left);
+        all.n_node_samples.extend(t.n_node_samples);
+        all.value.extend(t.value);
+        offsets.push(all.feature.len() as i64);
+        feat_offsets.push(all.features.len() as i64);
+    }
+    (
+        offsets.into_pyarray(py),
+        feat_offsets.into_pyarray(py),
+        all.features.into_pyarray(py),
+        all.feature.into_pyarray(py),
+        all.threshold.into_pyarray(py),
+        all.children_left.into_pyarray(py),
+        all.children_right.into_pyarray(py),
+        all.missing_go_to_left.into_pyarray(py),
+        all.n_node_samples.into_pyarray(py),
+        all.value.into_pyarray(py),
+    )
+}
+
+/// Grow `n_trees` extended isolation trees (hyperplane splits with
+/// `extension_level + 1` non-zero normal components): the arrays of
+/// [`iforest_grow`] plus the hyperplanes' slot features and coefficients
+/// (`extension_level + 1` per node, concatenated).
+#[pyfunction]
+#[pyo3(signature = (x, seed, first_tree, n_trees, max_samples, max_features, bootstrap, max_depth, extension_level, sample_weight=None, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_grow_extended<'py>(
+    py: Python<'py>,
+    x: Input<'py>,
+    seed: u64,
+    first_tree: usize,
+    n_trees: usize,
+    max_samples: usize,
+    max_features: usize,
+    bootstrap: bool,
+    max_depth: usize,
+    extension_level: usize,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    n_threads: Option<usize>,
+) -> PyResult<(GrownArrays<'py>, Arr<'py, i32>, Arr<'py, f64>)> {
+    let params = GrowParams {
+        seed,
+        first_tree,
+        n_trees,
+        max_samples,
+        max_features,
+        bootstrap,
+        max_depth,
+    };
+    let weights = match &sample_weight {
+        Some(w) => Some(contiguous(w, "sample_weight")?),
+        None => None,
+    };
+    let k = extension_level.saturating_add(1);
+    let trees = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+        iforest::grow_forest_extended(view, weights, &params, k, cancel)
+    }))?;
+    let mut features = Vec::new();
+    let mut coefs = Vec::new();
+    let mut plain = Vec::with_capacity(trees.len());
+    for t in trees {
+        features.extend(t.hyper_features);
+        coefs.extend(t.hyper_coefs);
+        plain.push(t.tree);
+    }
+    Ok((
+        flatten(py, plain),
+        features.into_pyarray(py),
+        coefs.into_pyarray(py),
+    ))
+}
+
+/// `score_samples` of an extended isolation forest, float64.
+#[pyfunction]
+#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, hyper_features, hyper_coefs, extension_level, max_samples, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_score_extended<'py>(
+    py: Python<'py>,
+    x: Input<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    feature: PyReadonlyArray1<'py, i32>,
+    threshold: PyReadonlyArray1<'py, f64>,
+    children_left: PyReadonlyArray1<'py, i32>,
+    children_right: PyReadonlyArray1<'py, i32>,
+    missing_go_to_left: PyReadonlyArray1<'py, u8>,
+    value: PyReadonlyArray1<'py, f64>,
+    hyper_features: PyReadonlyArray1<'py, i32>,
+    hyper_coefs: PyReadonlyArray1<'py, f64>,
+    extension_level: usize,
+    max_samples: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let arrays = ForestArrays {
+        offsets: contiguous(&offsets, "offsets")?,
+        feature: contiguous(&feature, "feature")?,
+        threshold: contiguous(&threshold, "threshold")?,
+        children_left: contiguous(&children_left, "children_left")?,
+        children_right: contiguous(&children_right, "children_right")?,
+        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
+        value: contiguous(&value, "value")?,
+    };
+    let planes = iforest::Hyperplanes {
+        k: extension_level.saturating_add(1),
+        features: contiguous(&hyper_features, "hyper_features")?,
+        coefs: contiguous(&hyper_coefs, "hyper_coefs")?,
+    };
+    let n_trees = arrays.offsets.len().saturating_sub(1);
+    let sums = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+        let mut sums = iforest::path_length_sums_extended(view, &arrays, &planes, cancel)?;
+        iforest::scores_from_sums(&mut sums, n_trees, max_samples);
+        Ok(sums)
+    }))?;
+    Ok(sums.into_pyarray(py))
 }
 
 fn contiguous<'a, T: numpy::Element>(
