@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest as SkIsolationForest
@@ -359,10 +360,6 @@ def test_bad_data():
         IsolationForest(max_samples=10).fit(X, sample_weight=np.r_[np.ones(5), np.zeros(45)])
     with pytest.raises(ValueError, match="negative"):
         IsolationForest().fit(X, sample_weight=np.r_[-1.0, np.ones(49)])
-    with pytest.raises(TypeError, match="[Ss]parse"):
-        import scipy.sparse as sp
-
-        IsolationForest().fit(sp.csr_matrix(X))
     # NaN and inf in X are allowed, as in scikit-learn.
     Xi = X.copy()
     Xi[0, 0], Xi[1, 1], Xi[2, 2] = np.inf, -np.inf, np.nan
@@ -468,3 +465,229 @@ def test_odds_accuracy_matches_sklearn_full_protocol():
     rows = _accuracy_gaps(_odds_sets(), seeds=range(10))
     _, report = _check_gaps(rows)
     print(report)
+
+
+def test_bad_input_same_exception_as_sklearn():
+    X = _blobs(n=50, d=3)
+    for make in (IsolationForest, SkIsolationForest):
+        est = make(n_estimators=5, random_state=0).fit(X)
+        with pytest.raises(ValueError, match="X has 2 features, but IsolationForest is expecting 3 features"):
+            est.score_samples(X[:, :2])
+        with pytest.raises(ValueError, match="X has 4 features, but IsolationForest is expecting 3 features"):
+            est.predict(np.hstack([X, X[:, :1]]))
+        with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
+            make().fit(np.empty((0, 3)))
+        with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
+            est.score_samples(np.empty((0, 3)))
+        with pytest.raises(ValueError, match=r"Found array with 0 feature\(s\)"):
+            make().fit(np.empty((5, 0)))
+        for bad in (0.0, -0.1, 0.50001, 1.0):
+            with pytest.raises(ValueError, match=r"'contamination' parameter of IsolationForest must be"):
+                make(contamination=bad).fit(X)
+
+
+# -- sparse input ---------------------------------------------------------------
+
+
+def _sparse_data(n=800, d=7, seed=3, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    X[rng.random((n, d)) < 0.6] = 0.0
+    X[:10] += 8.0 * (rng.random((10, d)) < 0.3)
+    X[20, 1] = np.nan
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csr_array", "csc_matrix", "csr_int64"])
+def test_sparse_input_gives_the_dense_forest_and_scores(dtype, fmt):
+    X = _sparse_data(dtype=dtype)
+    if fmt == "csr_int64":
+        S = sp.csr_matrix(X)
+        S.indices, S.indptr = S.indices.astype(np.int64), S.indptr.astype(np.int64)
+    else:
+        S = getattr(sp, fmt)(X)
+    params = dict(n_estimators=30, max_samples=200, contamination=0.05, random_state=11)
+    dense = IsolationForest(**params).fit(X)
+    sparse = IsolationForest(**params).fit(S)
+    for name in ("tree_offsets_", "tree_feature_", "tree_threshold_", "tree_children_left_", "tree_value_",
+                 "tree_missing_go_to_left_", "tree_n_node_samples_"):
+        np.testing.assert_array_equal(getattr(dense, name), getattr(sparse, name))
+    assert dense.offset_ == sparse.offset_
+    s = dense.score_samples(X)
+    assert s.dtype == dtype
+    for est in (dense, sparse):
+        for M in (S, sp.csr_matrix(X), sp.csc_matrix(X), X):
+            assert est.score_samples(M).tobytes() == s.tobytes()
+    np.testing.assert_array_equal(sparse.predict(S), dense.predict(X))
+    # Large batches take the threaded path; unsorted indices and duplicate
+    # entries (which add up, as in toarray) change nothing.
+    big = np.vstack([X] * 200)
+    B = sp.csr_matrix(big)
+    B.indices = B.indices.copy()
+    for r in range(0, B.shape[0], 997):  # reverse a few rows' entries
+        a, b = B.indptr[r], B.indptr[r + 1]
+        B.indices[a:b], B.data[a:b] = B.indices[a:b][::-1].copy(), B.data[a:b][::-1].copy()
+    B.has_sorted_indices = False
+    want = dense.score_samples(big)
+    assert dense.score_samples(B).tobytes() == want.tobytes()
+    dup = sp.csr_matrix((np.r_[X[0, 0] / 2, X[0, 0] / 2], ([0, 0], [0, 0])), shape=(1, X.shape[1]))
+    row = X[:1].copy()
+    row[0, 1:] = 0.0
+    assert dense.score_samples(dup).tobytes() == dense.score_samples(row).tobytes()
+
+
+def test_sparse_n_jobs_and_weights():
+    X = _sparse_data(n=3000)
+    S = sp.csr_matrix(X)
+    w = np.random.default_rng(0).random(3000)
+    a = IsolationForest(n_estimators=25, random_state=1, n_jobs=1).fit(S, sample_weight=w)
+    b = IsolationForest(n_estimators=25, random_state=1, n_jobs=2).fit(S, sample_weight=w)
+    c = IsolationForest(n_estimators=25, random_state=1, n_jobs=2).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(a.tree_threshold_, b.tree_threshold_)
+    np.testing.assert_array_equal(a.tree_threshold_, c.tree_threshold_)
+    assert a.score_samples(S).tobytes() == b.score_samples(S).tobytes() == c.score_samples(X).tobytes()
+
+
+# -- feature contributions ------------------------------------------------------
+
+
+def test_feature_contributions_identity():
+    X = _blobs(n=700, d=5)
+    X[3, 2] = np.nan
+    for kwargs in ({}, {"max_samples": 100, "max_features": 0.6}):
+        est = IsolationForest(n_estimators=40, random_state=2, **kwargs).fit(X)
+        contrib = est.feature_contributions(X)
+        assert contrib.shape == X.shape and contrib.dtype == np.float64
+        c = _average_path_length(est.max_samples_)
+        np.testing.assert_allclose(-(2.0 ** (contrib.sum(axis=1) / c - 1.0)), est.score_samples(X), rtol=1e-12)
+        # Features a tree cannot split on get nothing from it; a brute-force
+        # walk of the public arrays gives the same numbers.
+        for r in (0, 3, 500):
+            want = np.zeros(5)
+            for t in range(len(est.tree_offsets_) - 1):
+                tr = est.get_tree(t)
+                i = 0
+                while tr["children_left"][i] != -1:
+                    f, x = tr["feature"][i], X[r, tr["feature"][i]]
+                    left = tr["missing_go_to_left"][i] == 1 if np.isnan(x) else x <= tr["threshold"][i]
+                    j = tr["children_left"][i] if left else tr["children_right"][i]
+                    n_p, n_c = tr["n_node_samples"][i], tr["n_node_samples"][j]
+                    want[f] += _average_path_length(n_p) - _average_path_length(n_c) - 1.0
+                    i = j
+            np.testing.assert_allclose(contrib[r], want / (len(est.tree_offsets_) - 1), rtol=1e-12, atol=1e-12)
+    # Bootstrap: the identity holds with the roots' own sizes.
+    est = IsolationForest(n_estimators=20, bootstrap=True, random_state=0).fit(X)
+    roots = _average_path_length(est.tree_n_node_samples_[est.tree_offsets_[:-1]]).mean()
+    h = -np.log2(-est.score_samples(X)) * _average_path_length(est.max_samples_)
+    np.testing.assert_allclose(est.feature_contributions(X).sum(axis=1), roots - h, rtol=1e-10, atol=1e-10)
+    # Sparse input and thread count change nothing.
+    one = IsolationForest(n_estimators=40, random_state=2, n_jobs=1).fit(X)
+    big = np.vstack([X] * 10)
+    ref = one.feature_contributions(big)
+    one.set_params(n_jobs=2)
+    assert one.feature_contributions(big).tobytes() == ref.tobytes()
+    Xs = _sparse_data()
+    est = IsolationForest(n_estimators=20, random_state=0).fit(Xs)
+    assert est.feature_contributions(sp.csr_matrix(Xs)).tobytes() == est.feature_contributions(Xs).tobytes()
+    with pytest.raises(ValueError, match="X has 4 features, but IsolationForest is expecting 5 features"):
+        one.feature_contributions(X[:, :4])
+
+
+def test_feature_contributions_point_at_the_planted_feature():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(2000, 6))
+    planted = rng.integers(0, 6, size=40)
+    X[np.arange(40), planted] += rng.choice([-1, 1], size=40) * rng.uniform(6, 9, size=40)
+    est = IsolationForest(random_state=0).fit(X)
+    contrib = est.feature_contributions(X[:40])
+    np.testing.assert_array_equal(contrib.argmax(axis=1), planted)
+    # The planted feature shortened the path (positive credit); for the
+    # inliers no feature does on average.
+    assert np.all(contrib[np.arange(40), planted] > 1.0)
+    assert np.all(est.feature_contributions(X[40:]).mean(axis=0) < 0.0)
+
+
+# -- extended isolation forest (extension_level) -------------------------------
+
+
+def _walk_extended(est, t, row):
+    tr = est.get_tree(t)
+    i = 0
+    while tr["children_left"][i] != -1:
+        feats, coefs = tr["hyperplane_features"][i], tr["hyperplane_coefs"][i]
+        p = 0.0
+        for f, c in zip(feats, coefs):
+            if f >= 0:
+                p += c * row[f]
+        left = tr["missing_go_to_left"][i] == 1 if np.isnan(p) else p <= tr["threshold"][i]
+        i = tr["children_left"][i] if left else tr["children_right"][i]
+    return tr["value"][i]
+
+
+def test_extension_level_zero_is_the_axis_parallel_forest():
+    X = _blobs(n=500, d=4)
+    a = IsolationForest(n_estimators=20, random_state=3).fit(X)
+    b = IsolationForest(n_estimators=20, random_state=3, extension_level=0).fit(X)
+    assert a.score_samples(X).tobytes() == b.score_samples(X).tobytes()
+    assert not hasattr(b, "tree_hyperplane_features_")
+    assert "hyperplane_features" not in b.get_tree(0)
+
+
+def test_extension_level_out_of_range():
+    X = _blobs(n=50, d=3)
+    for bad in (-1, 1.5, "full", True):
+        with pytest.raises(InvalidParameterError, match="'extension_level' parameter"):
+            IsolationForest(extension_level=bad).fit(X)
+    with pytest.raises(ValueError, match=r"extension_level=3 must be in \[0, n_features - 1\] = \[0, 2\]"):
+        IsolationForest(extension_level=3).fit(X)
+    IsolationForest(n_estimators=3, extension_level=2).fit(X)  # the fully extended forest is allowed
+
+
+@pytest.mark.parametrize("level", [1, 3])
+def test_extended_forest_deterministic_exact_and_picklable(level):
+    X = _blobs(n=2500, d=5)
+    X[7, 1] = np.nan
+    kw = dict(n_estimators=30, random_state=4, extension_level=level)
+    a = IsolationForest(n_jobs=1, **kw).fit(X)
+    b = IsolationForest(n_jobs=2, **kw).fit(X)
+    for name in ("tree_threshold_", "tree_children_left_", "tree_hyperplane_features_", "tree_hyperplane_coefs_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.tree_hyperplane_features_.shape == (len(a.tree_feature_), level + 1)
+    s = a.score_samples(X)
+    big = np.vstack([X] * 20)  # the threaded path
+    assert b.score_samples(big).tobytes() == np.tile(s, 20).tobytes()
+    # Brute-force walk of the public arrays.
+    for r in (0, 7, 1000):
+        h = np.mean([_walk_extended(a, t, X[r]) for t in range(30)])
+        np.testing.assert_allclose(-(2.0 ** (-h / _average_path_length(a.max_samples_))), s[r], rtol=1e-12)
+    # Hyperplanes have level + 1 distinct features wherever enough vary.
+    inner = a.tree_children_left_ != -1
+    used = a.tree_hyperplane_features_[inner]
+    assert np.all((used >= 0).sum(axis=1) == level + 1)
+    assert np.all(a.tree_hyperplane_features_[~inner] == -1)
+    c = pickle.loads(pickle.dumps(a))
+    assert c.score_samples(X).tobytes() == s.tobytes()
+    assert IsolationForest(**kw).fit(sp.csr_matrix(X)).score_samples(sp.csr_matrix(X)).tobytes() == s.tobytes()
+    # Warm start continues the same streams; the level cannot change.
+    w = IsolationForest(n_estimators=10, random_state=4, extension_level=level, warm_start=True).fit(X)
+    w.set_params(n_estimators=30).fit(X)
+    assert w.score_samples(X).tobytes() == s.tobytes()
+    w.set_params(n_estimators=40, extension_level=0)
+    with pytest.raises(ValueError, match="extension_level"):
+        w.fit(X)
+    with pytest.raises(ValueError, match="axis-parallel"):
+        a.feature_contributions(X)
+    with pytest.raises(ValueError, match="X has 4 features, but IsolationForest is expecting 5 features"):
+        a.score_samples(X[:, :4])
+
+
+@pytest.mark.skipif(not ODDS.is_dir(), reason=f"ODDS data not found at {ODDS} (set FERROMINE_DATA)")
+@pytest.mark.parametrize("name", ["cardio", "breastw"])
+def test_extended_forest_auc_comparable_to_axis_parallel(name):
+    X, y = _load(name)
+    seeds = range(5)
+    axis = _mean_auc(IsolationForest, X, y, seeds)
+    for level in (1, X.shape[1] - 1):
+        ext = _mean_auc(IsolationForest, X, y, seeds, extension_level=level)
+        assert ext > axis - 0.03, (name, level, ext, axis)

@@ -13,8 +13,11 @@ __all__ = [
     "fp_frozensets",
     "fp_mine",
     "fp_rules",
+    "iforest_contributions",
     "iforest_grow",
+    "iforest_grow_extended",
     "iforest_score",
+    "iforest_score_extended",
     "arrow_columns",
     "kmeans_assign",
     "kmeans_column_stats",
@@ -106,9 +109,16 @@ def kmeans_column_stats(
 
 # --- isolation forest (ferromine.iforest) ---
 _Matrix = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+# (data, indices, indptr, n_features) of a CSR matrix; indices and indptr share a dtype.
+_CsrTuple = tuple[
+    npt.NDArray[np.float64] | npt.NDArray[np.float32],
+    npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    int,
+]
 
 def iforest_grow(
-    x: _Matrix,
+    x: _Matrix | _CsrTuple,
     seed: int,
     first_tree: int,
     n_trees: int,
@@ -131,7 +141,7 @@ def iforest_grow(
     npt.NDArray[np.float64],
 ]: ...
 def iforest_score(
-    x: _Matrix,
+    x: _Matrix | _CsrTuple,
     offsets: npt.NDArray[np.int64],
     feature: npt.NDArray[np.int32],
     threshold: npt.NDArray[np.float64],
@@ -140,6 +150,47 @@ def iforest_score(
     missing_go_to_left: npt.NDArray[np.uint8],
     value: npt.NDArray[np.float64],
     max_samples: int,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
+
+def iforest_grow_extended(
+    x: _Matrix | _CsrTuple,
+    seed: int,
+    first_tree: int,
+    n_trees: int,
+    max_samples: int,
+    max_features: int,
+    bootstrap: bool,
+    max_depth: int,
+    extension_level: int,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    n_threads: int | None = None,
+) -> tuple[tuple[npt.NDArray[Any], ...], npt.NDArray[np.int32], npt.NDArray[np.float64]]: ...
+def iforest_score_extended(
+    x: _Matrix | _CsrTuple,
+    offsets: npt.NDArray[np.int64],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float64],
+    children_left: npt.NDArray[np.int32],
+    children_right: npt.NDArray[np.int32],
+    missing_go_to_left: npt.NDArray[np.uint8],
+    value: npt.NDArray[np.float64],
+    hyper_features: npt.NDArray[np.int32],
+    hyper_coefs: npt.NDArray[np.float64],
+    extension_level: int,
+    max_samples: int,
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
+def iforest_contributions(
+    x: _Matrix | _CsrTuple,
+    offsets: npt.NDArray[np.int64],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float64],
+    children_left: npt.NDArray[np.int32],
+    children_right: npt.NDArray[np.int32],
+    missing_go_to_left: npt.NDArray[np.uint8],
+    value: npt.NDArray[np.float64],
+    n_node_samples: npt.NDArray[np.int64],
     n_threads: int | None = None,
 ) -> npt.NDArray[np.float64]: ...
 

@@ -13,6 +13,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -42,6 +43,20 @@ def _average_path_length(n):
     out[two] = 1.0
     out[big] = 2.0 * (np.log(n[big] - 1.0) + _EULER_GAMMA) - 2.0 * (n[big] - 1.0) / n[big]
     return out
+
+
+def _kernel_input(X):
+    """X as the kernels take it: a dense array, or ``(data, indices, indptr,
+    n_features)`` of its CSR form (CSC and other sparse formats converted,
+    never densified)."""
+    if not sp.issparse(X):
+        return X
+    if X.format != "csr":
+        X = X.tocsr()
+    indices, indptr = X.indices, X.indptr
+    if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
+        indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
+    return (np.ascontiguousarray(X.data), indices, indptr, X.shape[1])
 
 
 def _is_int(value) -> bool:
@@ -99,7 +114,8 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     Differences from scikit-learn: fitting *and* scoring run on ``n_jobs``
     threads (scikit-learn scores on one thread unless a joblib context says
     otherwise); X keeps its dtype (float32 or float64, no copy, any memory
-    layout) and scores come back in that dtype; the fitted trees are flat
+    layout; CSR/CSC sparse matrices without densifying) and scores come
+    back in that dtype; the fitted trees are flat
     NumPy arrays (``tree_*_`` attributes, :meth:`get_tree`) instead of
     ``estimators_``, and no training rows are kept. The same
     ``random_state`` gives the same forest and scores for any ``n_jobs``.
@@ -133,6 +149,18 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     warm_start : bool, default=False
         When True, a later ``fit`` keeps the existing trees and adds
         ``n_estimators - n_trees`` new ones.
+    extension_level : int, default=0
+        Not in scikit-learn: the extended isolation forest of Hariri, Kind
+        and Brunner (2021). ``0`` (default) is the axis-parallel forest above,
+        unchanged. ``k`` in ``[1, n_features - 1]`` splits every node on a
+        random hyperplane through a point drawn uniformly in the node's
+        bounding box, with a normal vector of ``k + 1`` non-zero N(0, 1)
+        components on distinct features drawn among the node's non-constant
+        ones (fewer if fewer are non-constant); a row goes left when its
+        projection is at most the plane's. Rows whose projection is NaN go
+        to one side, as NaN does in the axis-parallel trees. Sampling, depth
+        limit and scores are the same; :meth:`feature_contributions` is
+        defined for ``extension_level=0`` only.
 
     Attributes
     ----------
@@ -156,6 +184,12 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         Distinct training rows that reached each node.
     tree_value_ : ndarray of float64
         Path length of a row ending in the node: ``depth + c(n_node_samples)``.
+    tree_hyperplane_features_, tree_hyperplane_coefs_ : ndarray (int32, float64)
+        Only with ``extension_level > 0``: shape (n_nodes, extension_level + 1),
+        node ``i`` sends a row left when
+        ``sum_s coefs[i, s] * x[features[i, s]] <= tree_threshold_[i]``
+        (slots with feature -1 unused; all slots unused at leaves).
+        ``tree_feature_`` then holds the first slot's feature.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X had string column names.
@@ -181,6 +215,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         warm_start=False,
+        extension_level=0,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -191,6 +226,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.extension_level = extension_level
 
     # -- parameters -----------------------------------------------------
 
@@ -230,6 +266,9 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             bad("n_jobs", "an int or None")
         if not (_is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))) or self.verbose < 0:
             bad("verbose", "an int in the range [0, inf) or a bool")
+        el = self.extension_level
+        if not _is_int(el) or el < 0:
+            bad("extension_level", "an int in the range [0, n_features - 1]")
         rs = self.random_state
         if not (rs is None or _is_int(rs) or isinstance(rs, np.random.RandomState)):
             bad("random_state", "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None")
@@ -241,9 +280,11 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             float32 and float64 arrays are used as they are (no copy); other
-            numbers are converted to float64. NaN is allowed (see the module
+            numbers are converted to float64. Sparse input (CSR, CSC) is
+            read as it is stored (CSC converted to CSR), never densified, and
+            gives exactly the forest the dense matrix gives. NaN is allowed (see the module
             docs of scikit-learn's random splitter); so are infinities.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
@@ -256,7 +297,12 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         self._check_params()
         warm = self.warm_start and hasattr(self, "tree_offsets_")
         X = validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=True
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=False,
+            reset=True,
         )
         n_samples, n_features = X.shape
         sw = _check_sample_weight(sample_weight, n_samples)
@@ -295,6 +341,17 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             raise ValueError(f"max_features must be <= n_features: got {max_features} > {n_features}")
         max_features = max(1, max_features)
 
+        extension_level = int(self.extension_level)
+        if extension_level > n_features - 1:
+            raise ValueError(
+                f"extension_level={extension_level} must be in [0, n_features - 1] = [0, {n_features - 1}] "
+                "(a hyperplane has at most n_features non-zero components)"
+            )
+        if warm and getattr(self, "_extension_level", 0) != extension_level:
+            raise ValueError(
+                f"warm_start: the existing trees were grown with extension_level={self._extension_level}, "
+                f"not {extension_level}; set warm_start=False to grow a new forest"
+            )
         if warm and self.tree_offsets_[-1] and len(self.estimators_features_):
             if self._n_features_fit != n_features:
                 raise ValueError(
@@ -321,19 +378,16 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             # thread count. With an int random_state a warm start continues
             # the same streams, so 10 + 10 trees equal 20 trees.
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            grown = _core.iforest_grow(
-                X,
-                seed,
-                n_existing,
-                n_more,
-                max_samples,
-                max_features,
-                bool(self.bootstrap),
-                max_depth,
-                sw,
-                n_threads,
-            )
-            self._store(grown, append=warm)
+            common = (_kernel_input(X), seed, n_existing, n_more, max_samples, max_features)
+            common += (bool(self.bootstrap), max_depth)
+            if extension_level == 0:
+                grown = _core.iforest_grow(*common, sw, n_threads)
+                planes = None
+            else:
+                grown, hf, hc = _core.iforest_grow_extended(*common, extension_level, sw, n_threads)
+                planes = (hf.reshape(-1, extension_level + 1), hc.reshape(-1, extension_level + 1))
+            self._store(grown, planes, append=warm)
+            self._extension_level = extension_level
             self._n_features_fit = n_features
             if self.verbose:
                 print(f"IsolationForest: grew {n_more} trees on {n_samples} x {n_features}")
@@ -345,8 +399,17 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
-    def _store(self, grown, append: bool) -> None:
+    def _store(self, grown, planes, append: bool) -> None:
         (offsets, feat_offsets, features, feature, threshold, left, right, nan_left, n_node, value) = grown
+        if planes is not None:
+            if append:
+                self.tree_hyperplane_features_ = np.concatenate([self.tree_hyperplane_features_, planes[0]])
+                self.tree_hyperplane_coefs_ = np.concatenate([self.tree_hyperplane_coefs_, planes[1]])
+            else:
+                self.tree_hyperplane_features_, self.tree_hyperplane_coefs_ = planes
+        elif not append:
+            for name in ("tree_hyperplane_features_", "tree_hyperplane_coefs_"):
+                self.__dict__.pop(name, None)
         features_list = [features[a:b] for a, b in zip(feat_offsets[:-1], feat_offsets[1:])]
         if append:
             base = self.tree_offsets_[-1]
@@ -376,8 +439,26 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     # -- scoring --------------------------------------------------------
 
     def _score(self, X, n_threads: int) -> np.ndarray:
+        ext = getattr(self, "_extension_level", 0)
+        if ext:
+            scores = _core.iforest_score_extended(
+                _kernel_input(X),
+                self.tree_offsets_,
+                self.tree_feature_,
+                self.tree_threshold_,
+                self.tree_children_left_,
+                self.tree_children_right_,
+                self.tree_missing_go_to_left_,
+                self.tree_value_,
+                np.ascontiguousarray(self.tree_hyperplane_features_).reshape(-1),
+                np.ascontiguousarray(self.tree_hyperplane_coefs_).reshape(-1),
+                ext,
+                self._max_samples,
+                n_threads,
+            )
+            return scores.astype(X.dtype, copy=False)
         scores = _core.iforest_score(
-            X,
+            _kernel_input(X),
             self.tree_offsets_,
             self.tree_feature_,
             self.tree_threshold_,
@@ -393,7 +474,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     def _validate_for_scoring(self, X):
         check_is_fitted(self)
         return validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=False
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_all_finite=False, reset=False
         )
 
     def score_samples(self, X):
@@ -404,7 +485,9 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Sparse input is scored row tile by row tile, with the same
+            scores as the dense matrix.
 
         Returns
         -------
@@ -442,12 +525,61 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         labels[decision < 0] = -1
         return labels
 
+    def feature_contributions(self, X):
+        """Which features isolated each row: its path shortening per feature.
+
+        When a row walks an edge of a tree from a node holding ``n_p``
+        training rows to a child holding ``n_c``, the node's split feature is
+        credited ``c(n_p) - c(n_c) - 1``: how much the expected remaining
+        path shrank, less the one edge spent (``c`` is the average path
+        length, as in the score). Credits are summed along the row's path in
+        every tree and averaged over the trees. Along one path they
+        telescope, so each row satisfies exactly (up to rounding)::
+
+            contributions.sum(axis=1) == mean_t c(n_root_t) - mean_t h_t(x)
+
+        with ``h_t(x)`` the path length ``score_samples`` averages. Without
+        ``bootstrap`` every root holds ``max_samples_`` rows, so
+        ``score_samples(X) == -2 ** (contributions.sum(axis=1) / c(max_samples_) - 1)``.
+        Large positive entries mark the features that isolated the row
+        quickly (the reason it looks anomalous); negative ones kept it deep.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        contributions : ndarray of float64, shape (n_samples, n_features)
+        """
+        X = self._validate_for_scoring(X)
+        if getattr(self, "_extension_level", 0):
+            raise ValueError(
+                "feature_contributions is defined for axis-parallel trees (extension_level=0); "
+                f"this forest splits on hyperplanes (extension_level={self._extension_level})"
+            )
+        flat = _core.iforest_contributions(
+            _kernel_input(X),
+            self.tree_offsets_,
+            self.tree_feature_,
+            self.tree_threshold_,
+            self.tree_children_left_,
+            self.tree_children_right_,
+            self.tree_missing_go_to_left_,
+            self.tree_value_,
+            self.tree_n_node_samples_,
+            resolve_n_jobs(self.n_jobs),
+        )
+        return flat.reshape(X.shape[0], X.shape[1])
+
     def get_tree(self, i: int) -> dict:
         """Tree ``i``'s node arrays (views), keyed as scikit-learn's ``tree_``.
 
         Keys: ``feature``, ``threshold``, ``children_left``,
         ``children_right``, ``missing_go_to_left``, ``n_node_samples`` and
-        ``value`` (the path length of a row ending in the node).
+        ``value`` (the path length of a row ending in the node); with
+        ``extension_level > 0`` also ``hyperplane_features`` and
+        ``hyperplane_coefs`` (see the ``tree_hyperplane_*_`` attributes).
         """
         check_is_fitted(self)
         n_trees = len(self.tree_offsets_) - 1
@@ -462,9 +594,18 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             "missing_go_to_left": self.tree_missing_go_to_left_[a:b],
             "n_node_samples": self.tree_n_node_samples_[a:b],
             "value": self.tree_value_[a:b],
+            **(
+                {
+                    "hyperplane_features": self.tree_hyperplane_features_[a:b],
+                    "hyperplane_coefs": self.tree_hyperplane_coefs_[a:b],
+                }
+                if getattr(self, "_extension_level", 0)
+                else {}
+            ),
         }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
         return tags

@@ -333,6 +333,170 @@ impl Value for f32 {
     }
 }
 
+/// Index types of a sparse matrix (scipy uses int32 or int64).
+pub trait SparseIndex: Copy + Send + Sync + 'static {
+    /// The index as `usize`, or `None` when negative.
+    fn to_usize(self) -> Option<usize>;
+}
+impl SparseIndex for i32 {
+    #[inline(always)]
+    fn to_usize(self) -> Option<usize> {
+        usize::try_from(self).ok()
+    }
+}
+impl SparseIndex for i64 {
+    #[inline(always)]
+    fn to_usize(self) -> Option<usize> {
+        usize::try_from(self).ok()
+    }
+}
+
+/// A matrix trees can be grown from and rows scored from: a dense array or
+/// a CSR matrix. Both give the same `f64` values for the same matrix, so a
+/// forest and its scores do not depend on the storage.
+pub trait Rows: Sync {
+    fn n_rows(&self) -> usize;
+    fn n_cols(&self) -> usize;
+    /// Append rows `r0..r1`, converted to f64, row-major, to `buf`.
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>);
+    /// The sample `rows` x `features`, converted to f64, column-major
+    /// (`features.len()` columns of `rows.len()` values).
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64>;
+}
+
+impl<T: Value> Rows for ArrayView2<'_, T> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn n_cols(&self) -> usize {
+        self.ncols()
+    }
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>) {
+        for r in r0..r1 {
+            buf.extend(self.row(r).iter().map(|v| v.to_f64()));
+        }
+    }
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64> {
+        let mut cols = Vec::with_capacity(rows.len() * features.len());
+        for &f in features {
+            let col = self.column(f);
+            cols.extend(rows.iter().map(|&r| col[r].to_f64()));
+        }
+        cols
+    }
+}
+
+/// A CSR matrix (scipy's `csr_matrix`/`csr_array` arrays), checked once.
+/// Entries absent are 0; duplicate entries of a cell add up (as scipy's
+/// `toarray`); column indices need not be sorted.
+#[derive(Debug, Clone, Copy)]
+pub struct Csr<'a, T, I> {
+    n_rows: usize,
+    n_cols: usize,
+    data: &'a [T],
+    indices: &'a [I],
+    indptr: &'a [I],
+}
+
+impl<'a, T: Value, I: SparseIndex> Csr<'a, T, I> {
+    /// Check the arrays: `indptr` has `n_rows + 1` non-decreasing entries
+    /// from 0 to `nnz`, every column index is in `0..n_cols`.
+    pub fn new(
+        n_rows: usize,
+        n_cols: usize,
+        data: &'a [T],
+        indices: &'a [I],
+        indptr: &'a [I],
+    ) -> Result<Self> {
+        let bad = |msg: String| CoreError::invalid(format!("invalid CSR matrix: {msg}"));
+        let nnz = data.len();
+        if indices.len() != nnz {
+            return Err(bad(format!(
+                "{} column indices for {nnz} stored values",
+                indices.len()
+            )));
+        }
+        if indptr.len() != n_rows + 1 {
+            return Err(bad(format!(
+                "indptr has {} entries for {n_rows} rows",
+                indptr.len()
+            )));
+        }
+        let mut prev = 0usize;
+        for (r, p) in indptr.iter().enumerate() {
+            let p = p.to_usize();
+            match p {
+                Some(p) if (r > 0 || p == 0) && p >= prev && p <= nnz => prev = p,
+                _ => return Err(bad(format!("indptr[{r}] is out of order or range"))),
+            }
+        }
+        if prev != nnz {
+            return Err(bad(format!("indptr ends at {prev}, not at nnz={nnz}")));
+        }
+        if let Some(i) = indices
+            .iter()
+            .position(|&c| c.to_usize().is_none_or(|c| c >= n_cols))
+        {
+            return Err(bad(format!(
+                "stored value {i} has a column index outside 0..{n_cols}"
+            )));
+        }
+        Ok(Csr {
+            n_rows,
+            n_cols,
+            data,
+            indices,
+            indptr,
+        })
+    }
+
+    #[inline]
+    fn span(&self, r: usize) -> std::ops::Range<usize> {
+        // Checked in `new`: in range and ordered.
+        self.indptr[r].to_usize().unwrap_or(0)..self.indptr[r + 1].to_usize().unwrap_or(0)
+    }
+}
+
+impl<T: Value, I: SparseIndex> Rows for Csr<'_, T, I> {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+    fn dense_rows(&self, r0: usize, r1: usize, buf: &mut Vec<f64>) {
+        let d = self.n_cols;
+        for r in r0..r1 {
+            let base = buf.len();
+            buf.resize(base + d, 0.0);
+            let row = &mut buf[base..];
+            for p in self.span(r) {
+                let c = self.indices[p].to_usize().unwrap_or(0);
+                row[c] += self.data[p].to_f64();
+            }
+        }
+    }
+    fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64> {
+        let k = rows.len();
+        let mut cols = vec![0.0f64; k * features.len()];
+        // Column of X -> column of the sample (u32::MAX: not in this tree).
+        let mut local = vec![u32::MAX; self.n_cols];
+        for (j, &f) in features.iter().enumerate() {
+            local[f] = j as u32;
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            for p in self.span(r) {
+                let c = self.indices[p].to_usize().unwrap_or(0);
+                let j = local[c];
+                if j != u32::MAX {
+                    cols[j as usize * k + i] += self.data[p].to_f64();
+                }
+            }
+        }
+        cols
+    }
+}
+
 struct Pending {
     node: usize,
     start: usize,
@@ -343,8 +507,8 @@ struct Pending {
 }
 
 /// Grow one tree on `rows` x `features` of `x`.
-fn grow_one<T: Value>(
-    x: &ArrayView2<'_, T>,
+fn grow_one<S: Rows>(
+    x: &S,
     rows: &[usize],
     features: &[usize],
     max_depth: usize,
@@ -354,11 +518,7 @@ fn grow_one<T: Value>(
     let mf = features.len();
     // Column-major copy of the sample, converted once: every node scans
     // whole columns of it.
-    let mut cols: Vec<f64> = Vec::with_capacity(k * mf);
-    for &f in features {
-        let col = x.column(f);
-        cols.extend(rows.iter().map(|&r| col[r].to_f64()));
-    }
+    let cols = x.gather(rows, features);
     let mut tree = Tree {
         features: features.iter().map(|&f| f as i64).collect(),
         ..Tree::default()
@@ -475,13 +635,27 @@ fn grow_one<T: Value>(
 
 /// Grow `params.n_trees` trees, tree `first_tree + t` from stream
 /// `(seed, first_tree + t)`, in parallel over trees on the current pool.
-pub fn grow_forest<T: Value>(
-    x: ArrayView2<'_, T>,
+pub fn grow_forest<S: Rows>(
+    x: S,
     sample_weight: Option<&[f64]>,
     params: &GrowParams,
     cancel: &Cancel,
 ) -> Result<Vec<Tree>> {
-    let (n, d) = x.dim();
+    grow_trees(&x, sample_weight, params, cancel, |rows, features, rng| {
+        grow_one(&x, rows, features, params.max_depth, rng)
+    })
+}
+
+/// Check the inputs, draw each tree's features and rows from its stream and
+/// grow it with `grow` (which continues the stream), in parallel over trees.
+fn grow_trees<S: Rows, T: Send>(
+    x: &S,
+    sample_weight: Option<&[f64]>,
+    params: &GrowParams,
+    cancel: &Cancel,
+    grow: impl Fn(&[usize], &[usize], &mut Rng) -> T + Sync,
+) -> Result<Vec<T>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(format!(
             "cannot fit an isolation forest on data of shape ({n}, {d}): need at least one row and one feature"
@@ -534,9 +708,187 @@ pub fn grow_forest<T: Value>(
             let mut rng = Rng::new(p.seed, (p.first_tree + t) as u64);
             let features = sample_without_replacement(&mut rng, d, p.max_features);
             let rows = sample_rows(&mut rng, sampler, p.max_samples, p.bootstrap);
-            Ok(grow_one(&x, &rows, &features, p.max_depth, &mut rng))
+            Ok(grow(&rows, &features, &mut rng))
         })
         .collect()
+}
+
+/// A standard normal draw (Box-Muller, one of the pair).
+fn normal(rng: &mut Rng) -> f64 {
+    let u1 = 1.0 - rng.uniform(); // (0, 1]
+    let u2 = rng.uniform();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// An extended isolation tree: a [`Tree`] whose internal node `i` splits on
+/// the hyperplane `sum_s coefs[i*k + s] * x[features[i*k + s]] <= threshold[i]`
+/// (slots with feature -1 are unused; NaN in the sum follows
+/// `missing_go_to_left`). `tree.feature[i]` is the first slot's feature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HyperTree {
+    pub tree: Tree,
+    pub hyper_features: Vec<i32>,
+    pub hyper_coefs: Vec<f64>,
+}
+
+/// The projection of one row on a node's hyperplane, summed in slot order
+/// (growing and scoring use this same function, so they agree exactly).
+/// `value(slot, feature)` reads the row's value of a slot's feature.
+#[inline]
+fn project(features: &[i32], coefs: &[f64], value: impl Fn(usize, usize) -> f64) -> f64 {
+    let mut acc = 0.0;
+    for (s, (&f, &c)) in features.iter().zip(coefs).enumerate() {
+        if f >= 0 {
+            acc += c * value(s, f as usize);
+        }
+    }
+    acc
+}
+
+/// Grow an extended isolation forest (Hariri et al.): every node splits on a
+/// random hyperplane through a point drawn uniformly in the node's bounding
+/// box, whose normal has `k` non-zero N(0, 1) components on distinct
+/// features drawn among the node's non-constant ones (fewer when fewer are
+/// non-constant). `k = extension_level + 1`. Sampling, depth limit, leaf
+/// values and streams are those of [`grow_forest`].
+pub fn grow_forest_extended<S: Rows>(
+    x: S,
+    sample_weight: Option<&[f64]>,
+    params: &GrowParams,
+    k: usize,
+    cancel: &Cancel,
+) -> Result<Vec<HyperTree>> {
+    if k < 2 || k > x.n_cols() {
+        return Err(CoreError::invalid(format!(
+            "extension_level={} must be in [1, n_features - 1 = {}] for hyperplane splits",
+            k.saturating_sub(1),
+            x.n_cols().saturating_sub(1)
+        )));
+    }
+    grow_trees(&x, sample_weight, params, cancel, |rows, features, rng| {
+        grow_one_extended(&x, rows, features, params.max_depth, k, rng)
+    })
+}
+
+fn grow_one_extended<S: Rows>(
+    x: &S,
+    rows: &[usize],
+    features: &[usize],
+    max_depth: usize,
+    k: usize,
+    rng: &mut Rng,
+) -> HyperTree {
+    let n_rows = rows.len();
+    let mf = features.len();
+    let cols = x.gather(rows, features);
+    let mut out = HyperTree {
+        tree: Tree {
+            features: features.iter().map(|&f| f as i64).collect(),
+            ..Tree::default()
+        },
+        ..HyperTree::default()
+    };
+    let push_node = |t: &mut HyperTree, n: usize, depth: usize| {
+        t.tree.feature.push(TREE_UNDEFINED);
+        t.tree.threshold.push(TREE_UNDEFINED as f64);
+        t.tree.children_left.push(TREE_LEAF);
+        t.tree.children_right.push(TREE_LEAF);
+        t.tree.missing_go_to_left.push(0);
+        t.tree.n_node_samples.push(n as i64);
+        t.tree
+            .value
+            .push(depth as f64 + average_path_length(n as f64));
+        t.hyper_features.extend(std::iter::repeat_n(-1, k));
+        t.hyper_coefs.extend(std::iter::repeat_n(0.0, k));
+    };
+    let mut order: Vec<u32> = (0..n_rows as u32).collect();
+    let mut proj: Vec<f64> = vec![0.0; n_rows];
+    let mut live: Vec<(usize, f64, f64)> = Vec::with_capacity(mf);
+    push_node(&mut out, n_rows, 0);
+    let mut stack = vec![(0usize, 0usize, n_rows, 0usize)];
+    while let Some((node, start, end, depth)) = stack.pop() {
+        let n = end - start;
+        if depth >= max_depth || n <= 1 {
+            continue;
+        }
+        let idx = &mut order[start..end];
+        // The node's non-constant features and their ranges.
+        live.clear();
+        for j in 0..mf {
+            let col = &cols[j * n_rows..(j + 1) * n_rows];
+            let (mut lo, mut hi, mut missing) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+            for &i in idx.iter() {
+                let v = col[i as usize];
+                if v.is_nan() {
+                    missing += 1;
+                } else {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if !(missing == n || (hi <= lo + FEATURE_THRESHOLD && missing == 0)) {
+                live.push((j, lo, hi));
+            }
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let m = k.min(live.len());
+        let mut slot_features = vec![-1i32; k];
+        let mut slot_local = vec![0usize; k];
+        let mut slot_coefs = vec![0.0f64; k];
+        let mut intercept = 0.0;
+        for s in 0..m {
+            let c = s + rng.below(live.len() - s);
+            live.swap(s, c);
+            let (j, lo, hi) = live[s];
+            let coef = normal(rng);
+            let point = (hi - lo) * rng.uniform() + lo;
+            slot_features[s] = features[j] as i32;
+            slot_local[s] = j;
+            slot_coefs[s] = coef;
+            intercept += coef * point;
+        }
+        if intercept.is_nan() {
+            continue; // an infinite range: no usable hyperplane here
+        }
+        let mut any_nan = false;
+        for &i in idx.iter() {
+            let p = project(&slot_features, &slot_coefs, |s, _| {
+                cols[slot_local[s] * n_rows + i as usize]
+            });
+            any_nan |= p.is_nan();
+            proj[i as usize] = p;
+        }
+        let nan_left = any_nan && rng.coin();
+        let mut split = 0;
+        for j in 0..idx.len() {
+            let p = proj[idx[j] as usize];
+            let left = if p.is_nan() { nan_left } else { p <= intercept };
+            if left {
+                idx.swap(split, j);
+                split += 1;
+            }
+        }
+        if split == 0 || split == n {
+            continue;
+        }
+        let (n_left, n_right) = (split, n - split);
+        let left = out.tree.feature.len();
+        push_node(&mut out, n_left, depth + 1);
+        push_node(&mut out, n_right, depth + 1);
+        let t = &mut out.tree;
+        t.feature[node] = slot_features[0];
+        t.threshold[node] = intercept;
+        t.children_left[node] = left as i32;
+        t.children_right[node] = left as i32 + 1;
+        t.missing_go_to_left[node] = if any_nan { nan_left } else { n_left > n_right } as u8;
+        out.hyper_features[node * k..(node + 1) * k].copy_from_slice(&slot_features);
+        out.hyper_coefs[node * k..(node + 1) * k].copy_from_slice(&slot_coefs);
+        stack.push((left + 1, start + split, end, depth + 1));
+        stack.push((left, start, start + split, depth + 1));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -786,29 +1138,17 @@ fn check_width(d: usize, forest: &Packed) -> Result<()> {
 }
 
 /// Score the rows `r0..r0 + acc.len()` of `x` into `acc` (one tile).
-fn score_rows<T: Value>(
-    x: &ArrayView2<'_, T>,
-    r0: usize,
-    forest: &Packed,
-    buf: &mut Vec<f64>,
-    acc: &mut [f64],
-) {
+fn score_rows<S: Rows>(x: &S, r0: usize, forest: &Packed, buf: &mut Vec<f64>, acc: &mut [f64]) {
     buf.clear();
-    for r in r0..r0 + acc.len() {
-        buf.extend(x.row(r).iter().map(|v| v.to_f64()));
-    }
-    score_tile(forest, buf, x.ncols(), acc);
+    x.dense_rows(r0, r0 + acc.len(), buf);
+    score_tile(forest, buf, x.n_cols(), acc);
 }
 
 /// Sum over trees (in tree order) of the path length of every row of `x`.
 /// Parallel over tiles of rows of fixed size on the current pool; the
 /// result does not depend on the thread count.
-pub fn path_length_sums<T: Value>(
-    x: ArrayView2<'_, T>,
-    forest: &Packed,
-    cancel: &Cancel,
-) -> Result<Vec<f64>> {
-    let (n, d) = x.dim();
+pub fn path_length_sums<S: Rows>(x: S, forest: &Packed, cancel: &Cancel) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
     check_width(d, forest)?;
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
@@ -825,11 +1165,8 @@ pub fn path_length_sums<T: Value>(
 
 /// [`path_length_sums`] on the calling thread: for small batches, where
 /// handing work to a pool costs more than the work.
-pub fn path_length_sums_serial<T: Value>(
-    x: ArrayView2<'_, T>,
-    forest: &Packed,
-) -> Result<Vec<f64>> {
-    let (n, d) = x.dim();
+pub fn path_length_sums_serial<S: Rows>(x: S, forest: &Packed) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
     check_width(d, forest)?;
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
@@ -852,6 +1189,169 @@ pub fn scores_from_sums(sums: &mut [f64], n_trees: usize, max_samples: usize) {
             -(-*s / denom).exp2()
         };
     }
+}
+
+/// An extended forest's hyperplanes, `k` slots per node, aligned with the
+/// node arrays of a [`ForestArrays`].
+#[derive(Debug, Clone, Copy)]
+pub struct Hyperplanes<'a> {
+    pub k: usize,
+    pub features: &'a [i32],
+    pub coefs: &'a [f64],
+}
+
+/// Sum over trees (in tree order) of the path length of every row of `x` in
+/// an extended forest. Parallel over fixed tiles of rows; the result does
+/// not depend on the thread count.
+pub fn path_length_sums_extended<S: Rows>(
+    x: S,
+    f: &ForestArrays<'_>,
+    h: &Hyperplanes<'_>,
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
+    // `pack` proves the tree structure (children in range, each node reached
+    // once) and the first slot's features; the slots are checked here.
+    pack(f, d)?;
+    let total = f.feature.len();
+    if h.k == 0
+        || h.features.len() != total.saturating_mul(h.k)
+        || h.coefs.len() != h.features.len()
+    {
+        return Err(bad_forest(format!(
+            "hyperplanes have {} features and {} coefficients for {total} nodes of {} slots",
+            h.features.len(),
+            h.coefs.len(),
+            h.k
+        )));
+    }
+    if let Some(i) = h
+        .features
+        .iter()
+        .position(|&g| g < -1 || g as i64 >= d as i64)
+    {
+        return Err(bad_forest(format!(
+            "hyperplane slot {i} uses feature {}, but X has {d} features",
+            h.features[i]
+        )));
+    }
+    let k = h.k;
+    let tile = tile_rows(d.max(1));
+    let mut out = vec![0.0f64; n];
+    out.par_chunks_mut(tile).enumerate().try_for_each_init(
+        || Vec::<f64>::with_capacity(tile * d),
+        |buf, (t, acc)| -> Result<()> {
+            cancel.check()?;
+            let r0 = t * tile;
+            buf.clear();
+            x.dense_rows(r0, r0 + acc.len(), buf);
+            for w in f.offsets.windows(2) {
+                let a = w[0] as usize;
+                for (r, sum) in acc.iter_mut().enumerate() {
+                    let row = &buf[r * d..(r + 1) * d];
+                    let mut g = a;
+                    while f.children_left[g] != TREE_LEAF {
+                        let p = project(
+                            &h.features[g * k..(g + 1) * k],
+                            &h.coefs[g * k..(g + 1) * k],
+                            |_, c| row[c],
+                        );
+                        let left = if p.is_nan() {
+                            f.missing_go_to_left[g] != 0
+                        } else {
+                            p <= f.threshold[g]
+                        };
+                        let child = if left {
+                            f.children_left[g]
+                        } else {
+                            f.children_right[g]
+                        };
+                        g = a + child as usize;
+                    }
+                    *sum += f.value[g];
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Per-feature contributions to each row's mean path length.
+///
+/// For a row walking an edge from a node with `n_p` training rows to a child
+/// with `n_c`, the split feature is credited `c(n_p) - c(n_c) - 1`: how much
+/// shorter the row's expected remaining path became than the one edge it
+/// spent. Along a path these telescope: the credits of one tree sum to
+/// `c(n_root) - h(x)`, with `h(x) = depth + c(n_leaf)` the tree's path
+/// length. The result is the mean over trees, `n_rows x n_features`
+/// row-major, so each row sums to `mean c(n_root) - mean h(x)` (positive
+/// credits: the feature isolated the row faster than an average split).
+///
+/// `n_node_samples` are the trees' node sizes, aligned with `f`'s arrays.
+pub fn feature_contributions<S: Rows>(
+    x: S,
+    f: &ForestArrays<'_>,
+    n_node_samples: &[i64],
+    cancel: &Cancel,
+) -> Result<Vec<f64>> {
+    let (n, d) = (x.n_rows(), x.n_cols());
+    if d == 0 {
+        return Err(CoreError::invalid(
+            "X has 0 features; the forest needs at least one",
+        ));
+    }
+    // `pack` proves every child index and feature along any path in range.
+    let packed = pack(f, d)?;
+    if n_node_samples.len() != f.feature.len() {
+        return Err(bad_forest(format!(
+            "n_node_samples has {} nodes, feature has {}",
+            n_node_samples.len(),
+            f.feature.len()
+        )));
+    }
+    let n_trees = packed.n_trees();
+    let c = |g: usize| average_path_length(n_node_samples[g] as f64);
+    let tile = tile_rows(d);
+    let mut out = vec![0.0f64; n * d];
+    out.par_chunks_mut(tile * d).enumerate().try_for_each_init(
+        || Vec::<f64>::with_capacity(tile * d),
+        |buf, (t, acc)| -> Result<()> {
+            cancel.check()?;
+            let r0 = t * tile;
+            let rows = acc.len() / d;
+            buf.clear();
+            x.dense_rows(r0, r0 + rows, buf);
+            for (row, credit) in buf.chunks_exact(d).zip(acc.chunks_exact_mut(d)) {
+                for w in f.offsets.windows(2) {
+                    let a = w[0] as usize;
+                    let mut g = a;
+                    while f.children_left[g] != TREE_LEAF {
+                        let feat = f.feature[g] as usize;
+                        let v = row[feat];
+                        let left = if v.is_nan() {
+                            f.missing_go_to_left[g] != 0
+                        } else {
+                            v <= f.threshold[g]
+                        };
+                        let child = if left {
+                            f.children_left[g]
+                        } else {
+                            f.children_right[g]
+                        };
+                        let next = a + child as usize;
+                        credit[feat] += c(g) - c(next) - 1.0;
+                        g = next;
+                    }
+                }
+                for v in credit.iter_mut() {
+                    *v /= n_trees as f64;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1171,6 +1671,186 @@ mod tests {
             .unwrap()
             .iter()
             .all(|v| v.is_finite()));
+    }
+
+    /// `x` as CSR arrays, zeros dropped, columns of each row reversed
+    /// (unsorted indices) and the first stored value split into a duplicate.
+    fn to_csr(x: &Array2<f64>) -> (Vec<f64>, Vec<i32>, Vec<i32>) {
+        let (mut data, mut indices, mut indptr) = (vec![], vec![], vec![0i32]);
+        for row in x.rows() {
+            for (j, &v) in row.iter().enumerate().rev() {
+                if v != 0.0 {
+                    data.push(v);
+                    indices.push(j as i32);
+                }
+            }
+            indptr.push(data.len() as i32);
+        }
+        if !data.is_empty() && data[0].is_finite() {
+            // 0.5 v + 0.5 v == v exactly.
+            data[0] *= 0.5;
+            data.insert(0, data[0]);
+            indices.insert(0, indices[0]);
+            for p in indptr.iter_mut().skip(1) {
+                *p += 1;
+            }
+        }
+        (data, indices, indptr)
+    }
+
+    #[test]
+    fn sparse_grows_and_scores_like_dense() {
+        let mut x = data(700, 6);
+        for (i, v) in x.iter_mut().enumerate() {
+            if (i.wrapping_mul(2_654_435_761) >> 7) % 3 != 0 {
+                *v = 0.0; // about two thirds zeros, in every column
+            }
+        }
+        x[[5, 2]] = f64::NAN;
+        let (vals, idx, ptr) = to_csr(&x);
+        let csr = Csr::new(700, 6, &vals, &idx, &ptr).unwrap();
+        let c = Cancel::new();
+        let p = params(25, 128, 6);
+        let dense = grow_forest(x.view(), None, &p, &c).unwrap();
+        let sparse = grow_forest(csr, None, &p, &c).unwrap();
+        assert_eq!(dense, sparse);
+        let pk = packed(&dense, 6).unwrap();
+        let a = path_length_sums(x.view(), &pk, &c).unwrap();
+        let b = path_length_sums(csr, &pk, &c).unwrap();
+        let b1 = path_length_sums_serial(csr, &pk).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, b1);
+        // Malformed arrays are errors, not panics.
+        assert!(Csr::new(700, 5, &vals, &idx, &ptr).is_err());
+        assert!(Csr::new(699, 6, &vals, &idx, &ptr).is_err());
+        assert!(Csr::new(700, 6, &vals[1..], &idx, &ptr).is_err());
+        let mut bad = ptr.clone();
+        bad[3] = bad[4] + 1;
+        assert!(Csr::new(700, 6, &vals, &idx, &bad).is_err());
+        let mut neg = idx.clone();
+        neg[0] = -1;
+        assert!(Csr::new(700, 6, &vals, &neg, &ptr).is_err());
+    }
+
+    #[test]
+    fn contributions_telescope_to_path_length() {
+        let mut x = data(400, 4);
+        x[[0, 3]] = 25.0; // far out on feature 3 only
+        x[[7, 1]] = f64::NAN;
+        let c = Cancel::new();
+        let trees = grow_forest(x.view(), None, &params(50, 128, 4), &c).unwrap();
+        let (offsets, all) = arrays(&trees);
+        let nns: Vec<i64> = trees
+            .iter()
+            .flat_map(|t| t.n_node_samples.clone())
+            .collect();
+        let fa = ForestArrays {
+            offsets: &offsets,
+            feature: &all.feature,
+            threshold: &all.threshold,
+            children_left: &all.children_left,
+            children_right: &all.children_right,
+            missing_go_to_left: &all.missing_go_to_left,
+            value: &all.value,
+        };
+        let contrib = feature_contributions(x.view(), &fa, &nns, &c).unwrap();
+        let pk = pack(&fa, 4).unwrap();
+        let sums = path_length_sums(x.view(), &pk, &c).unwrap();
+        let c_root = average_path_length(128.0);
+        for r in 0..400 {
+            let total: f64 = contrib[r * 4..r * 4 + 4].iter().sum();
+            let want = c_root - sums[r] / 50.0;
+            assert!((total - want).abs() < 1e-9, "row {r}: {total} vs {want}");
+        }
+        let row0 = &contrib[0..4];
+        assert!(
+            row0[3] > 3.0 * row0[0].abs().max(row0[1].abs()).max(row0[2].abs()),
+            "{row0:?}"
+        );
+        assert!(feature_contributions(x.view(), &fa, &nns[1..], &c).is_err());
+    }
+
+    #[test]
+    fn extended_trees_split_on_hyperplanes() {
+        let mut x = data(1500, 4);
+        x[[0, 0]] = 6.0;
+        x[[0, 1]] = -6.0;
+        x[[9, 2]] = f64::NAN;
+        let c = Cancel::new();
+        let p = params(40, 256, 4);
+        let grow = |threads| {
+            crate::parallel::run_in_pool(threads, || {
+                grow_forest_extended(x.view(), None, &p, 3, &c)
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let (a, b) = (grow(1), grow(2));
+        assert_eq!(a, b);
+        let (vals, idx, ptr) = to_csr(&x);
+        let csr = Csr::new(1500, 4, &vals, &idx, &ptr).unwrap();
+        assert_eq!(grow_forest_extended(csr, None, &p, 3, &c).unwrap(), a);
+        let k = 3;
+        for t in &a {
+            for i in 0..t.tree.feature.len() {
+                let slots = &t.hyper_features[i * k..(i + 1) * k];
+                if t.tree.children_left[i] == TREE_LEAF {
+                    assert!(slots.iter().all(|&f| f == -1));
+                } else {
+                    let used: Vec<i32> = slots.iter().copied().filter(|&f| f >= 0).collect();
+                    assert!(!used.is_empty() && used[0] == t.tree.feature[i]);
+                    let mut u = used.clone();
+                    u.sort_unstable();
+                    u.dedup();
+                    assert_eq!(u.len(), used.len(), "distinct features per hyperplane");
+                }
+            }
+        }
+        let (offsets, all) = arrays(&a.iter().map(|h| h.tree.clone()).collect::<Vec<_>>());
+        let hf: Vec<i32> = a.iter().flat_map(|h| h.hyper_features.clone()).collect();
+        let hc: Vec<f64> = a.iter().flat_map(|h| h.hyper_coefs.clone()).collect();
+        let fa = ForestArrays {
+            offsets: &offsets,
+            feature: &all.feature,
+            threshold: &all.threshold,
+            children_left: &all.children_left,
+            children_right: &all.children_right,
+            missing_go_to_left: &all.missing_go_to_left,
+            value: &all.value,
+        };
+        let h = Hyperplanes {
+            k,
+            features: &hf,
+            coefs: &hc,
+        };
+        let s1 =
+            crate::parallel::run_in_pool(1, || path_length_sums_extended(x.view(), &fa, &h, &c))
+                .unwrap()
+                .unwrap();
+        let s2 = crate::parallel::run_in_pool(2, || path_length_sums_extended(csr, &fa, &h, &c))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s1, s2);
+        // The outlier (far out on two features) has the shortest path.
+        let min = s1.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert_eq!(s1[0], min);
+        assert!(s1.iter().all(|v| v.is_finite()));
+        let bad = Hyperplanes {
+            k,
+            features: &hf[1..],
+            coefs: &hc,
+        };
+        assert!(path_length_sums_extended(x.view(), &fa, &bad, &c).is_err());
+        let mut wide = hf.clone();
+        wide[0] = 9;
+        let bad = Hyperplanes {
+            k,
+            features: &wide,
+            coefs: &hc,
+        };
+        assert!(path_length_sums_extended(x.view(), &fa, &bad, &c).is_err());
+        assert!(grow_forest_extended(x.view(), None, &p, 5, &c).is_err());
+        assert!(grow_forest_extended(x.view(), None, &p, 1, &c).is_err());
     }
 
     #[test]

@@ -22,19 +22,91 @@ pub enum Matrix<'py> {
     F32(PyReadonlyArray2<'py, f32>),
 }
 
-macro_rules! with_matrix {
-    ($m:expr, $x:ident => $body:expr) => {
-        match $m {
-            Matrix::F64(a) => {
-                let $x = a.as_array();
-                $body
-            }
-            Matrix::F32(a) => {
-                let $x = a.as_array();
-                $body
+/// Stored values of a CSR matrix.
+#[derive(FromPyObject)]
+pub enum CsrValues<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    F32(PyReadonlyArray1<'py, f32>),
+}
+
+/// Column indices and row pointers of a CSR matrix, of one dtype.
+#[derive(FromPyObject)]
+pub enum CsrIndex<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+}
+
+/// `(data, indices, indptr, n_cols)` of a scipy CSR matrix.
+#[derive(FromPyObject)]
+pub struct CsrTuple<'py>(CsrValues<'py>, CsrIndex<'py>, CsrIndex<'py>, usize);
+
+/// What the kernels read rows from: a dense array or a CSR tuple.
+#[derive(FromPyObject)]
+pub enum Input<'py> {
+    Dense(Matrix<'py>),
+    Csr(CsrTuple<'py>),
+}
+
+impl Input<'_> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Input::Dense(Matrix::F64(a)) => a.as_array().dim(),
+            Input::Dense(Matrix::F32(a)) => a.as_array().dim(),
+            Input::Csr(CsrTuple(_, _, indptr, n_cols)) => {
+                let len = match indptr {
+                    CsrIndex::I32(p) => p.len().unwrap_or(0),
+                    CsrIndex::I64(p) => p.len().unwrap_or(0),
+                };
+                (len.saturating_sub(1), *n_cols)
             }
         }
-    };
+    }
+}
+
+/// Bind `$x` to a `Rows` view of the input (dense view or checked CSR) and
+/// evaluate `$body`, in a function returning `PyResult`.
+macro_rules! with_rows {
+    ($input:expr, $x:ident => $body:expr) => {{
+        macro_rules! csr {
+            ($d:expr, $i:expr, $p:expr, $n:expr) => {{
+                let (d, i, p) = (
+                    contiguous($d, "data")?,
+                    contiguous($i, "indices")?,
+                    contiguous($p, "indptr")?,
+                );
+                let $x =
+                    iforest::Csr::new(p.len().saturating_sub(1), *$n, d, i, p).map_err(to_pyerr)?;
+                $body
+            }};
+        }
+        match $input {
+            Input::Dense(Matrix::F64(a)) => {
+                let $x = a.as_array();
+                $body
+            }
+            Input::Dense(Matrix::F32(a)) => {
+                let $x = a.as_array();
+                $body
+            }
+            Input::Csr(CsrTuple(CsrValues::F64(d), CsrIndex::I32(i), CsrIndex::I32(p), n)) => {
+                csr!(d, i, p, n)
+            }
+            Input::Csr(CsrTuple(CsrValues::F32(d), CsrIndex::I32(i), CsrIndex::I32(p), n)) => {
+                csr!(d, i, p, n)
+            }
+            Input::Csr(CsrTuple(CsrValues::F64(d), CsrIndex::I64(i), CsrIndex::I64(p), n)) => {
+                csr!(d, i, p, n)
+            }
+            Input::Csr(CsrTuple(CsrValues::F32(d), CsrIndex::I64(i), CsrIndex::I64(p), n)) => {
+                csr!(d, i, p, n)
+            }
+            Input::Csr(_) => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "CSR indices and indptr must have the same dtype (int32 or int64)",
+                ))
+            }
+        }
+    }};
 }
 
 type Arr<'py, T> = Bound<'py, PyArray1<T>>;
@@ -61,7 +133,7 @@ type GrownArrays<'py> = (
 #[allow(clippy::too_many_arguments)]
 pub fn iforest_grow<'py>(
     py: Python<'py>,
-    x: Matrix<'py>,
+    x: Input<'py>,
     seed: u64,
     first_tree: usize,
     n_trees: usize,
@@ -85,9 +157,108 @@ pub fn iforest_grow<'py>(
         Some(w) => Some(contiguous(w, "sample_weight")?),
         None => None,
     };
-    let trees = with_matrix!(&x, view => run(py, threads(n_threads), |cancel| {
+    let trees = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
         iforest::grow_forest(view, weights, &params, cancel)
     }))?;
+    Ok(flatten(py, trees))
+}
+
+/// `score_samples` of an isolation forest: `-2^(-mean path length / c(max_samples))`
+/// per row, float64.
+#[pyfunction]
+#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, max_samples, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_score<'py>(
+    py: Python<'py>,
+    x: Input<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    feature: PyReadonlyArray1<'py, i32>,
+    threshold: PyReadonlyArray1<'py, f64>,
+    children_left: PyReadonlyArray1<'py, i32>,
+    children_right: PyReadonlyArray1<'py, i32>,
+    missing_go_to_left: PyReadonlyArray1<'py, u8>,
+    value: PyReadonlyArray1<'py, f64>,
+    max_samples: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (n_rows, n_features) = x.shape();
+    // The arrays are ours (fitted state), contiguous unless someone replaced
+    // them; `pack` checks every index before the walk trusts it.
+    let arrays = ForestArrays {
+        offsets: contiguous(&offsets, "offsets")?,
+        feature: contiguous(&feature, "feature")?,
+        threshold: contiguous(&threshold, "threshold")?,
+        children_left: contiguous(&children_left, "children_left")?,
+        children_right: contiguous(&children_right, "children_right")?,
+        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
+        value: contiguous(&value, "value")?,
+    };
+    let n_trees = arrays.offsets.len().saturating_sub(1);
+    let sums = if n_rows.saturating_mul(n_trees) <= SMALL_BATCH {
+        // A small batch is done before a pool thread would wake up: score
+        // it here (still panic-safe), without the pool's hand-off cost.
+        with_rows!(&x, view => {
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                let packed = iforest::pack(&arrays, n_features)?;
+                let mut sums = iforest::path_length_sums_serial(view, &packed)?;
+                iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
+                Ok(sums)
+            }))
+            .unwrap_or_else(|p| {
+                Err(CoreError::Internal(format!(
+                    "panic: {}",
+                    panic_message(&*p)
+                )))
+            });
+            out.map_err(to_pyerr)?
+        })
+    } else {
+        with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+            let packed = iforest::pack(&arrays, n_features)?;
+            let mut sums = iforest::path_length_sums(view, &packed, cancel)?;
+            iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
+            Ok(sums)
+        }))?
+    };
+    Ok(sums.into_pyarray(py))
+}
+
+/// Per-feature contributions to each row's mean path length (see
+/// `ferromine_core::iforest::feature_contributions`), row-major (n_rows x n_features).
+#[pyfunction]
+#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, n_node_samples, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_contributions<'py>(
+    py: Python<'py>,
+    x: Input<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    feature: PyReadonlyArray1<'py, i32>,
+    threshold: PyReadonlyArray1<'py, f64>,
+    children_left: PyReadonlyArray1<'py, i32>,
+    children_right: PyReadonlyArray1<'py, i32>,
+    missing_go_to_left: PyReadonlyArray1<'py, u8>,
+    value: PyReadonlyArray1<'py, f64>,
+    n_node_samples: PyReadonlyArray1<'py, i64>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let arrays = ForestArrays {
+        offsets: contiguous(&offsets, "offsets")?,
+        feature: contiguous(&feature, "feature")?,
+        threshold: contiguous(&threshold, "threshold")?,
+        children_left: contiguous(&children_left, "children_left")?,
+        children_right: contiguous(&children_right, "children_right")?,
+        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
+        value: contiguous(&value, "value")?,
+    };
+    let sizes = contiguous(&n_node_samples, "n_node_samples")?;
+    let flat = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+        iforest::feature_contributions(view, &arrays, sizes, cancel)
+    }))?;
+    Ok(flat.into_pyarray(py))
+}
+
+/// Concatenate trees into the flat arrays Python stores.
+fn flatten(py: Python<'_>, trees: Vec<iforest::Tree>) -> GrownArrays<'_> {
     let mut offsets = Vec::with_capacity(trees.len() + 1);
     let mut feat_offsets = Vec::with_capacity(trees.len() + 1);
     offsets.push(0i64);
@@ -115,7 +286,7 @@ pub fn iforest_grow<'py>(
         offsets.push(all.feature.len() as i64);
         feat_offsets.push(all.features.len() as i64);
     }
-    Ok((
+    (
         offsets.into_pyarray(py),
         feat_offsets.into_pyarray(py),
         all.features.into_pyarray(py),
@@ -126,17 +297,69 @@ pub fn iforest_grow<'py>(
         all.missing_go_to_left.into_pyarray(py),
         all.n_node_samples.into_pyarray(py),
         all.value.into_pyarray(py),
+    )
+}
+
+/// Grow `n_trees` extended isolation trees (hyperplane splits with
+/// `extension_level + 1` non-zero normal components): the arrays of
+/// [`iforest_grow`] plus the hyperplanes' slot features and coefficients
+/// (`extension_level + 1` per node, concatenated).
+#[pyfunction]
+#[pyo3(signature = (x, seed, first_tree, n_trees, max_samples, max_features, bootstrap, max_depth, extension_level, sample_weight=None, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn iforest_grow_extended<'py>(
+    py: Python<'py>,
+    x: Input<'py>,
+    seed: u64,
+    first_tree: usize,
+    n_trees: usize,
+    max_samples: usize,
+    max_features: usize,
+    bootstrap: bool,
+    max_depth: usize,
+    extension_level: usize,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    n_threads: Option<usize>,
+) -> PyResult<(GrownArrays<'py>, Arr<'py, i32>, Arr<'py, f64>)> {
+    let params = GrowParams {
+        seed,
+        first_tree,
+        n_trees,
+        max_samples,
+        max_features,
+        bootstrap,
+        max_depth,
+    };
+    let weights = match &sample_weight {
+        Some(w) => Some(contiguous(w, "sample_weight")?),
+        None => None,
+    };
+    let k = extension_level.saturating_add(1);
+    let trees = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+        iforest::grow_forest_extended(view, weights, &params, k, cancel)
+    }))?;
+    let mut features = Vec::new();
+    let mut coefs = Vec::new();
+    let mut plain = Vec::with_capacity(trees.len());
+    for t in trees {
+        features.extend(t.hyper_features);
+        coefs.extend(t.hyper_coefs);
+        plain.push(t.tree);
+    }
+    Ok((
+        flatten(py, plain),
+        features.into_pyarray(py),
+        coefs.into_pyarray(py),
     ))
 }
 
-/// `score_samples` of an isolation forest: `-2^(-mean path length / c(max_samples))`
-/// per row, float64.
+/// `score_samples` of an extended isolation forest, float64.
 #[pyfunction]
-#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, max_samples, n_threads=None))]
+#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, hyper_features, hyper_coefs, extension_level, max_samples, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn iforest_score<'py>(
+pub fn iforest_score_extended<'py>(
     py: Python<'py>,
-    x: Matrix<'py>,
+    x: Input<'py>,
     offsets: PyReadonlyArray1<'py, i64>,
     feature: PyReadonlyArray1<'py, i32>,
     threshold: PyReadonlyArray1<'py, f64>,
@@ -144,15 +367,12 @@ pub fn iforest_score<'py>(
     children_right: PyReadonlyArray1<'py, i32>,
     missing_go_to_left: PyReadonlyArray1<'py, u8>,
     value: PyReadonlyArray1<'py, f64>,
+    hyper_features: PyReadonlyArray1<'py, i32>,
+    hyper_coefs: PyReadonlyArray1<'py, f64>,
+    extension_level: usize,
     max_samples: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let n_features = match &x {
-        Matrix::F64(a) => a.as_array().ncols(),
-        Matrix::F32(a) => a.as_array().ncols(),
-    };
-    // The arrays are ours (fitted state), contiguous unless someone replaced
-    // them; `pack` checks every index before the walk trusts it.
     let arrays = ForestArrays {
         offsets: contiguous(&offsets, "offsets")?,
         feature: contiguous(&feature, "feature")?,
@@ -162,37 +382,17 @@ pub fn iforest_score<'py>(
         missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
         value: contiguous(&value, "value")?,
     };
-    let n_rows = match &x {
-        Matrix::F64(a) => a.as_array().nrows(),
-        Matrix::F32(a) => a.as_array().nrows(),
+    let planes = iforest::Hyperplanes {
+        k: extension_level.saturating_add(1),
+        features: contiguous(&hyper_features, "hyper_features")?,
+        coefs: contiguous(&hyper_coefs, "hyper_coefs")?,
     };
     let n_trees = arrays.offsets.len().saturating_sub(1);
-    let sums = if n_rows.saturating_mul(n_trees) <= SMALL_BATCH {
-        // A small batch is done before a pool thread would wake up: score
-        // it here (still panic-safe), without the pool's hand-off cost.
-        let out = catch_unwind(AssertUnwindSafe(|| {
-            with_matrix!(&x, view => {
-                let packed = iforest::pack(&arrays, n_features)?;
-                let mut sums = iforest::path_length_sums_serial(view, &packed)?;
-                iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
-                Ok(sums)
-            })
-        }))
-        .unwrap_or_else(|p| {
-            Err(CoreError::Internal(format!(
-                "panic: {}",
-                panic_message(&*p)
-            )))
-        });
-        out.map_err(to_pyerr)?
-    } else {
-        with_matrix!(&x, view => run(py, threads(n_threads), |cancel| {
-            let packed = iforest::pack(&arrays, n_features)?;
-            let mut sums = iforest::path_length_sums(view, &packed, cancel)?;
-            iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
-            Ok(sums)
-        }))?
-    };
+    let sums = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
+        let mut sums = iforest::path_length_sums_extended(view, &arrays, &planes, cancel)?;
+        iforest::scores_from_sums(&mut sums, n_trees, max_samples);
+        Ok(sums)
+    }))?;
     Ok(sums.into_pyarray(py))
 }
 

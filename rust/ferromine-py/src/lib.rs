@@ -58,7 +58,10 @@ mod _core {
     #[pymodule_export]
     use crate::fpgrowth::{fp_frozensets, fp_mine, fp_rules};
     #[pymodule_export]
-    use crate::iforest::{iforest_grow, iforest_score};
+    use crate::iforest::{
+        iforest_contributions, iforest_grow, iforest_grow_extended, iforest_score,
+        iforest_score_extended,
+    };
     #[pymodule_export]
     use crate::intake::arrow_columns;
     #[pymodule_export]
