@@ -204,39 +204,65 @@ const LANES: usize = 256;
 /// are `< xs[i]`: the index of the bin or region of `xs[i]` when the bounds
 /// are sorted. NaN compares false everywhere and gets 0.
 ///
-/// Eight values at a time with the counters in registers and the bounds in
-/// the inner loop; compiled twice, with and without AVX2, and picked at run
-/// time, so the wheel runs on any x86-64 and uses AVX2 where it exists. The
-/// counters are full 64-bit lanes on purpose: narrower outputs make the
-/// compiler pack every comparison.
-#[inline(always)]
+/// The portable version; x86-64 with AVX2 (checked at run time, so the wheel
+/// runs on any x86-64) takes [`count_bounds_below_avx2`]. Counters wrap on
+/// purpose: they cannot overflow, and checked adds (the CI profile) would
+/// keep the loop from vectorising.
 fn count_bounds_below_impl(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
-    let mut values = xs.chunks_exact(8);
-    let mut outs = out.chunks_exact_mut(8);
-    for (v, o) in (&mut values).zip(&mut outs) {
-        let mut acc = [0u64; 8];
+    for (&x, o) in xs.iter().zip(out) {
+        let mut acc = 0u64;
         for &b in le {
-            for k in 0..8 {
-                acc[k] += (b <= v[k]) as u64;
-            }
+            acc = acc.wrapping_add((b <= x) as u64);
         }
         for &b in lt {
-            for k in 0..8 {
-                acc[k] += (b < v[k]) as u64;
-            }
+            acc = acc.wrapping_add((b < x) as u64);
         }
-        o.copy_from_slice(&acc);
-    }
-    for (&x, o) in values.remainder().iter().zip(outs.into_remainder()) {
-        *o =
-            (le.iter().filter(|&&b| b <= x).count() + lt.iter().filter(|&&b| b < x).count()) as u64;
+        *o = acc;
     }
 }
 
+/// [`count_bounds_below_impl`] with explicit AVX2: sixteen values a step in
+/// four vectors, one broadcast bound at a time, comparison masks (all ones =
+/// -1) subtracted from the counters. Written with intrinsics because the
+/// compiler vectorised the plain loop across bounds instead of values.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn count_bounds_below_avx2(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
-    count_bounds_below_impl(xs, le, lt, out)
+unsafe fn count_bounds_below_avx2(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
+    use std::arch::x86_64::*;
+    let n = xs.len().min(out.len());
+    let (src, dst) = (xs.as_ptr(), out.as_mut_ptr() as *mut __m256i);
+    let mut i = 0;
+    while i + 16 <= n {
+        let v = [
+            _mm256_loadu_pd(src.add(i)),
+            _mm256_loadu_pd(src.add(i + 4)),
+            _mm256_loadu_pd(src.add(i + 8)),
+            _mm256_loadu_pd(src.add(i + 12)),
+        ];
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for b in le {
+            let b = _mm256_broadcast_sd(b);
+            for k in 0..4 {
+                let m = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(v[k], b));
+                acc[k] = _mm256_sub_epi64(acc[k], m);
+            }
+        }
+        for b in lt {
+            let b = _mm256_broadcast_sd(b);
+            for k in 0..4 {
+                let m = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(v[k], b));
+                acc[k] = _mm256_sub_epi64(acc[k], m);
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            _mm256_storeu_si256(dst.add(i / 4 + k), *a);
+        }
+        i += 16;
+    }
+    count_bounds_below_impl(&xs[i..n], le, lt, &mut out[i..n]);
 }
 
 fn count_bounds_below(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
@@ -249,9 +275,105 @@ fn count_bounds_below(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
     count_bounds_below_impl(xs, le, lt, out)
 }
 
+/// Adds to `cum[b]` how many values are `<= bounds[b]` (`< bounds[b]` when
+/// `strict`), and returns how many values are not NaN. With sorted bounds
+/// these are cumulative bin counts: a histogram with no per-value index and
+/// no scatter, just a comparison and a subtraction per value and bound.
+fn cumulative_counts(xs: &[f64], bounds: &[f64], strict: bool, cum: &mut [u64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut valid = 0;
+        for (g, (b, c)) in bounds.chunks(8).zip(cum.chunks_mut(8)).enumerate() {
+            // SAFETY: AVX2 support was just checked at run time.
+            let v = unsafe {
+                match (b.len(), strict) {
+                    (1, false) => cumulative_avx2::<1, false>(xs, b, c),
+                    (2, false) => cumulative_avx2::<2, false>(xs, b, c),
+                    (3, false) => cumulative_avx2::<3, false>(xs, b, c),
+                    (4, false) => cumulative_avx2::<4, false>(xs, b, c),
+                    (5, false) => cumulative_avx2::<5, false>(xs, b, c),
+                    (6, false) => cumulative_avx2::<6, false>(xs, b, c),
+                    (7, false) => cumulative_avx2::<7, false>(xs, b, c),
+                    (_, false) => cumulative_avx2::<8, false>(xs, b, c),
+                    (1, true) => cumulative_avx2::<1, true>(xs, b, c),
+                    (2, true) => cumulative_avx2::<2, true>(xs, b, c),
+                    (3, true) => cumulative_avx2::<3, true>(xs, b, c),
+                    (4, true) => cumulative_avx2::<4, true>(xs, b, c),
+                    (5, true) => cumulative_avx2::<5, true>(xs, b, c),
+                    (6, true) => cumulative_avx2::<6, true>(xs, b, c),
+                    (7, true) => cumulative_avx2::<7, true>(xs, b, c),
+                    (_, true) => cumulative_avx2::<8, true>(xs, b, c),
+                }
+            };
+            if g == 0 {
+                valid = v;
+            }
+        }
+        if bounds.is_empty() {
+            return xs.len() as u64 - count_nan(xs);
+        }
+        return valid;
+    }
+    cumulative_counts_impl(xs, bounds, strict, cum)
+}
+
+fn cumulative_counts_impl(xs: &[f64], bounds: &[f64], strict: bool, cum: &mut [u64]) -> u64 {
+    for &x in xs {
+        for (c, &b) in cum.iter_mut().zip(bounds) {
+            let hit = if strict { x < b } else { x <= b };
+            *c = c.wrapping_add(hit as u64);
+        }
+    }
+    xs.len() as u64 - count_nan(xs)
+}
+
+/// [`cumulative_counts`] for a group of `G <= 8` bounds: the bounds and the
+/// `G` counters stay in registers for the whole slice.
+///
+/// # Safety
+/// The CPU must support AVX2; `bounds` and `cum` have `G` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cumulative_avx2<const G: usize, const STRICT: bool>(
+    xs: &[f64],
+    bounds: &[f64],
+    cum: &mut [u64],
+) -> u64 {
+    use std::arch::x86_64::*;
+    let b: [__m256d; G] = std::array::from_fn(|g| _mm256_set1_pd(bounds[g]));
+    let mut acc = [_mm256_setzero_si256(); G];
+    let mut ord = _mm256_setzero_si256();
+    let n4 = xs.len() / 4 * 4;
+    let src = xs.as_ptr();
+    let mut i = 0;
+    while i < n4 {
+        let v = _mm256_loadu_pd(src.add(i));
+        for g in 0..G {
+            let m = if STRICT {
+                _mm256_cmp_pd::<_CMP_LT_OQ>(v, b[g])
+            } else {
+                _mm256_cmp_pd::<_CMP_LE_OQ>(v, b[g])
+            };
+            acc[g] = _mm256_sub_epi64(acc[g], _mm256_castpd_si256(m));
+        }
+        ord = _mm256_sub_epi64(ord, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_ORD_Q>(v, v)));
+        i += 4;
+    }
+    let sum = |a: __m256i| -> u64 {
+        let mut lanes = [0u64; 4];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, a);
+        lanes.iter().fold(0u64, |s, &l| s.wrapping_add(l))
+    };
+    for g in 0..G {
+        cum[g] = cum[g].wrapping_add(sum(acc[g]));
+    }
+    sum(ord) + cumulative_counts_impl(&xs[n4..], &bounds[..G], STRICT, &mut cum[..G])
+}
+
 #[inline(always)]
 fn count_nan(xs: &[f64]) -> u64 {
-    xs.iter().map(|x| x.is_nan() as u64).sum()
+    xs.iter()
+        .fold(0u64, |n, x| n.wrapping_add(x.is_nan() as u64))
 }
 
 /// Counts over `m` bins kept as four interleaved copies, so that runs of one
@@ -673,7 +795,12 @@ const LINEAR_SCAN_CUTS: usize = 32;
 struct Binner<'c> {
     cuts: &'c [f64],
     closed: Closed,
+    /// Bins of values indexed one at a time (many cuts, or single pushes).
     tally: Tally,
+    /// Values `<=` (`<` when left-closed) each cut, and the non-NaN values,
+    /// of the slices counted by [`cumulative_counts`].
+    cum: Vec<u64>,
+    cum_valid: u64,
     missing: u64,
 }
 
@@ -681,28 +808,22 @@ impl Binner<'_> {
     /// Index of the bin of `x` (not NaN): how many cuts lie left of it.
     #[inline(always)]
     fn bin(&self, x: f64) -> usize {
-        let cuts = self.cuts;
-        if cuts.len() <= LINEAR_SCAN_CUTS {
-            let mut k = 0usize;
-            match self.closed {
-                Closed::Right => {
-                    for &c in cuts {
-                        k += (c < x) as usize;
-                    }
-                }
-                Closed::Left => {
-                    for &c in cuts {
-                        k += (c <= x) as usize;
-                    }
-                }
-            }
-            k
-        } else {
-            match self.closed {
-                Closed::Right => cuts.partition_point(|&c| c < x),
-                Closed::Left => cuts.partition_point(|&c| c <= x),
-            }
+        match self.closed {
+            Closed::Right => self.cuts.partition_point(|&c| c < x),
+            Closed::Left => self.cuts.partition_point(|&c| c <= x),
         }
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        let mut out = self.tally.counts();
+        // Cumulative counts back to per-bin counts.
+        let mut below = 0u64;
+        for (k, slot) in out.iter_mut().enumerate() {
+            let upto = self.cum.get(k).copied().unwrap_or(self.cum_valid);
+            *slot += upto - below;
+            below = upto;
+        }
+        out
     }
 }
 
@@ -714,20 +835,9 @@ impl Visitor for Binner<'_> {
             }
             return;
         }
-        // NaN compares false everywhere, lands in bin 0 and moves to `missing`.
-        let (le, lt): (&[f64], &[f64]) = match self.closed {
-            Closed::Right => (&[], self.cuts),
-            Closed::Left => (self.cuts, &[]),
-        };
-        let mut idx = [0u64; LANES];
-        for block in xs.chunks(LANES) {
-            let idx = &mut idx[..block.len()];
-            count_bounds_below(block, le, lt, idx);
-            self.tally.add(idx);
-            let nan = count_nan(block);
-            self.tally.sub0(nan);
-            self.missing += nan;
-        }
+        let valid = cumulative_counts(xs, self.cuts, self.closed == Closed::Left, &mut self.cum);
+        self.cum_valid += valid;
+        self.missing += xs.len() as u64 - valid;
     }
 
     #[inline(always)]
@@ -740,6 +850,10 @@ impl Visitor for Binner<'_> {
     }
     fn merge(&mut self, o: Self) {
         self.tally.merge(&o.tally);
+        for (a, b) in self.cum.iter_mut().zip(&o.cum) {
+            *a += b;
+        }
+        self.cum_valid += o.cum_valid;
         self.missing += o.missing;
     }
 }
@@ -771,6 +885,8 @@ pub fn histograms<T: Value>(
             cuts: &cuts[j],
             closed,
             tally: Tally::new(cuts[j].len() + 1),
+            cum: vec![0; cuts[j].len()],
+            cum_valid: 0,
             missing: 0,
         },
         cancel,
@@ -778,7 +894,7 @@ pub fn histograms<T: Value>(
     Ok(states
         .into_par_iter()
         .map(|b| Histogram {
-            counts: b.tally.counts(),
+            counts: b.counts(),
             missing: b.missing,
         })
         .collect())
