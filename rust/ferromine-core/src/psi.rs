@@ -452,22 +452,19 @@ impl Visitor for Collect<'_> {
     }
     fn push_slice(&mut self, xs: &[f64]) {
         let mut idx = [0u64; LANES];
-        let mut kept = [(0usize, 0.0f64); LANES];
+        // Slack: the vector version writes whole vectors past the last kept.
+        let mut kept_x = [0.0f64; LANES + 4];
+        let mut kept_r = [0u64; LANES + 4];
         for block in xs.chunks(LANES) {
             let idx = &mut idx[..block.len()];
             count_bounds_below(block, self.lo, self.hi, idx);
             self.tally.add(idx);
-            let nan = count_nan(block);
+            let (n, nan) = keep_bracketed(block, idx, &mut kept_x, &mut kept_r);
             self.tally.sub0(nan);
             self.missing += nan;
-            // Keep the bracketed values with a branch-free cursor held in a
-            // register, then scatter only those to their brackets.
-            let mut n = 0;
-            for (&r, &x) in idx.iter().zip(block) {
-                kept[n] = ((r as usize) >> 1, x);
-                n += (r & 1) as usize;
-            }
-            for &(b, x) in &kept[..n] {
+            // Scatter only the kept values to their brackets.
+            for (&r, &x) in kept_r[..n].iter().zip(&kept_x[..n]) {
+                let b = (r >> 1) as usize;
                 let at = self.cursor[b];
                 if at < self.end[b] {
                     self.flat[at] = x;
@@ -479,6 +476,110 @@ impl Visitor for Collect<'_> {
         }
     }
     fn merge(&mut self, _: Self) {}
+}
+
+/// Copy the values of `xs` whose region `idx` is odd (inside a bracket), and
+/// their regions, to the front of `kept_x` / `kept_r` (which hold at least
+/// `xs.len() + 4` elements); returns how many, and how many values are NaN.
+fn keep_bracketed(xs: &[f64], idx: &[u64], kept_x: &mut [f64], kept_r: &mut [u64]) -> (usize, u64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && kept_x.len() >= xs.len() + 4
+        && kept_r.len() >= xs.len() + 4
+    {
+        // SAFETY: AVX2 support and the buffer sizes were just checked.
+        return unsafe { keep_bracketed_avx2(xs, idx, kept_x, kept_r) };
+    }
+    keep_bracketed_impl(xs, idx, kept_x, kept_r)
+}
+
+fn keep_bracketed_impl(
+    xs: &[f64],
+    idx: &[u64],
+    kept_x: &mut [f64],
+    kept_r: &mut [u64],
+) -> (usize, u64) {
+    // A branch-free cursor: every value is written, only kept ones advance.
+    let mut n = 0;
+    for (&r, &x) in idx.iter().zip(xs) {
+        if let (Some(kx), Some(kr)) = (kept_x.get_mut(n), kept_r.get_mut(n)) {
+            *kx = x;
+            *kr = r;
+        }
+        n += (r & 1) as usize;
+    }
+    (n, count_nan(xs))
+}
+
+/// Per 4-bit lane mask, the 32-bit lane indices that move the selected
+/// 64-bit lanes to the front (a left-pack).
+#[cfg(target_arch = "x86_64")]
+const PACK: [[i32; 8]; 16] = {
+    let mut t = [[0i32; 8]; 16];
+    let mut m = 0;
+    while m < 16 {
+        let mut k = 0;
+        let mut lane = 0;
+        while lane < 4 {
+            if m & (1 << lane) != 0 {
+                t[m][2 * k] = 2 * lane as i32;
+                t[m][2 * k + 1] = 2 * lane as i32 + 1;
+                k += 1;
+            }
+            lane += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// [`keep_bracketed_impl`] four values at a time: the odd-region mask picks
+/// a permutation that packs the kept lanes to the front of a whole-vector
+/// store; the cursor advances by the mask's population count.
+///
+/// # Safety
+/// The CPU must support AVX2; `kept_x` and `kept_r` hold `xs.len() + 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn keep_bracketed_avx2(
+    xs: &[f64],
+    idx: &[u64],
+    kept_x: &mut [f64],
+    kept_r: &mut [u64],
+) -> (usize, u64) {
+    use std::arch::x86_64::*;
+    let len = xs.len().min(idx.len());
+    let n4 = len / 4 * 4;
+    let (px, pr) = (kept_x.as_mut_ptr(), kept_r.as_mut_ptr());
+    let mut n = 0usize;
+    let mut nan = _mm256_setzero_si256();
+    let mut i = 0;
+    while i < n4 {
+        let x = _mm256_loadu_pd(xs.as_ptr().add(i));
+        let r = _mm256_loadu_si256(idx.as_ptr().add(i) as *const __m256i);
+        nan = _mm256_sub_epi64(
+            nan,
+            _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_UNORD_Q>(x, x)),
+        );
+        let mask = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_slli_epi64::<63>(r))) as usize;
+        let perm = _mm256_loadu_si256(PACK[mask & 15].as_ptr() as *const __m256i);
+        let x = _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(x), perm));
+        let r = _mm256_permutevar8x32_epi32(r, perm);
+        _mm256_storeu_pd(px.add(n), x);
+        _mm256_storeu_si256(pr.add(n) as *mut __m256i, r);
+        n += (mask & 15).count_ones() as usize;
+        i += 4;
+    }
+    let mut lanes = [0u64; 4];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, nan);
+    let (m, tail_nan) = keep_bracketed_impl(
+        &xs[n4..len],
+        &idx[n4..len],
+        &mut kept_x[n..],
+        &mut kept_r[n..],
+    );
+    let nan = lanes.iter().fold(tail_nan, |s, &l| s.wrapping_add(l));
+    (n + m, nan)
 }
 
 /// How to read one quantile: the (bracket, rank within it) of its two
