@@ -639,11 +639,16 @@ fn quantiles_bracketed<T: Value>(
                 .collect();
             let (lo, hi) = sample_brackets(&mut sample, probs);
             // Expected values per bracket: its share of the sample, scaled.
-            let expect = lo
+            // Values in [l, h] = (<= h) - (< l), both counted in one sweep.
+            let mut below = vec![0u64; lo.len()];
+            let mut upto = vec![0u64; hi.len()];
+            cumulative_counts(&sample, &lo, true, &mut below);
+            cumulative_counts(&sample, &hi, false, &mut upto);
+            let expect = below
                 .iter()
-                .zip(&hi)
-                .map(|(&l, &h)| {
-                    let inside = sample.iter().filter(|&&x| l <= x && x <= h).count();
+                .zip(&upto)
+                .map(|(&b, &u)| {
+                    let inside = u.saturating_sub(b);
                     (inside as f64 / sample.len().max(1) as f64 * n as f64).ceil() as usize
                 })
                 .collect::<Vec<usize>>();
@@ -1152,6 +1157,41 @@ mod tests {
         assert_eq!(right[0].missing, 1);
         let left = histograms(&data, &cuts, Closed::Left, &Cancel::new()).unwrap();
         assert_eq!(left[0].counts, vec![2, 2, 3]); // -inf,0 | 1,1.5 | 2,3,inf
+    }
+
+    #[test]
+    fn vector_counts_agree_with_brute_force() {
+        // Lengths off the vector widths, more cuts than one group of eight,
+        // tied cuts, NaN and infinities: both sides of the bins.
+        let mut v = lcg(21, 10_007);
+        for (i, x) in v.iter_mut().enumerate() {
+            match i % 101 {
+                0 => *x = f64::NAN,
+                1 => *x = f64::INFINITY,
+                2 => *x = f64::NEG_INFINITY,
+                _ => {}
+            }
+        }
+        let mut cuts: Vec<f64> = (0..13).map(|i| i as f64).collect();
+        cuts.insert(5, 4.0);
+        for len in [3, 17, 1001, 10_007] {
+            let x = Array1::from(v[..len].to_vec());
+            let data = Columns::chunked(vec![vec![x.view()]]).unwrap();
+            for closed in [Closed::Right, Closed::Left] {
+                let h = histograms(&data, &[cuts.clone()], closed, &Cancel::new()).unwrap();
+                let mut want = vec![0u64; cuts.len() + 1];
+                for &x in v[..len].iter().filter(|x| !x.is_nan()) {
+                    let k = match closed {
+                        Closed::Right => cuts.iter().filter(|&&c| c < x).count(),
+                        Closed::Left => cuts.iter().filter(|&&c| c <= x).count(),
+                    };
+                    want[k] += 1;
+                }
+                assert_eq!(h[0].counts, want, "len {len}, {closed:?}");
+                let nan = v[..len].iter().filter(|x| x.is_nan()).count() as u64;
+                assert_eq!(h[0].missing, nan);
+            }
+        }
     }
 
     #[test]
