@@ -624,19 +624,29 @@ fn quantiles_bracketed<T: Value>(
     }
 
     // 1. Brackets from a fixed, evenly spaced sample.
-    let brackets: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = block
+    // Short runs of consecutive rows, evenly spread: cache-friendly reads (a
+    // run is one or two cache lines per feature), and every feature of the
+    // block sampled in the same sweep, so a row-major block reads each
+    // sampled row once instead of once per feature.
+    let mut samples: Vec<Vec<f64>> = block
         .cols
         .clone()
-        .map(|j| {
-            // Short runs of consecutive rows, evenly spread: cache-friendly
-            // reads (a run is one or two cache lines per feature).
-            let mut sample: Vec<f64> = (0..SAMPLE / SAMPLE_RUN)
-                .flat_map(|k| {
-                    let first = (k * n) / (SAMPLE / SAMPLE_RUN);
-                    (first..(first + SAMPLE_RUN).min(n)).map(move |i| block.value(i, j))
-                })
-                .filter(|x| !x.is_nan())
-                .collect();
+        .map(|_| Vec::with_capacity(SAMPLE))
+        .collect();
+    for k in 0..SAMPLE / SAMPLE_RUN {
+        let first = (k * n) / (SAMPLE / SAMPLE_RUN);
+        for i in first..(first + SAMPLE_RUN).min(n) {
+            for (sample, j) in samples.iter_mut().zip(block.cols.clone()) {
+                let x = block.value(i, j);
+                if !x.is_nan() {
+                    sample.push(x);
+                }
+            }
+        }
+    }
+    let brackets: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = samples
+        .into_iter()
+        .map(|mut sample| {
             let (lo, hi) = sample_brackets(&mut sample, probs);
             // Expected values per bracket: its share of the sample, scaled.
             // Values in [l, h] = (<= h) - (< l), both counted in one sweep.
