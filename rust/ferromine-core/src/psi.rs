@@ -430,19 +430,16 @@ const MAX_BRACKETS: usize = 120;
 
 /// The one pass over a feature: how many values fall in each region, and a
 /// copy of the values inside the brackets (odd regions), each bracket into
-/// its own stretch of one buffer sized from the sample. A stretch that fills
-/// up marks the feature for the exact fallback.
+/// its own buffer sized from the sample (reserved, not zeroed: untouched
+/// room costs nothing). A buffer that fills up marks the feature for the
+/// exact fallback.
 struct Collect<'b> {
     lo: &'b [f64],
     hi: &'b [f64],
     tally: Tally,
     missing: u64,
-    /// Per bracket: where its stretch of `flat` starts, its next free cell
-    /// and its end.
-    start: Vec<usize>,
-    cursor: Vec<usize>,
-    end: Vec<usize>,
-    flat: Vec<f64>,
+    /// Per bracket, its values; never grown past the reserved capacity.
+    buckets: Vec<Vec<f64>>,
     overflow: bool,
 }
 
@@ -465,10 +462,9 @@ impl Visitor for Collect<'_> {
             // Scatter only the kept values to their brackets.
             for (&r, &x) in kept_r[..n].iter().zip(&kept_x[..n]) {
                 let b = (r >> 1) as usize;
-                let at = self.cursor[b];
-                if at < self.end[b] {
-                    self.flat[at] = x;
-                    self.cursor[b] = at + 1;
+                let bucket = &mut self.buckets[b];
+                if bucket.len() < bucket.capacity() {
+                    bucket.push(x);
                 } else {
                     self.overflow = true;
                 }
@@ -670,25 +666,18 @@ fn quantiles_bracketed<T: Value>(
     let collected = block.visit(
         |j| {
             let (lo, hi, expect) = &brackets[j - block.cols.start];
-            let mut start = Vec::with_capacity(lo.len());
-            let mut end = Vec::with_capacity(lo.len());
-            let mut size = 0usize;
-            for &e in expect {
-                start.push(size);
-                // Room for the sample's estimate with a wide margin; running
-                // out only costs the fallback.
-                size += e + e / 4 + 1024;
-                end.push(size);
-            }
+            // Room for the sample's estimate with a wide margin; running out
+            // only costs the fallback.
+            let buckets = expect
+                .iter()
+                .map(|&e| Vec::with_capacity(e + e / 4 + 1024))
+                .collect();
             Collect {
                 lo,
                 hi,
                 tally: Tally::new(2 * lo.len() + 1),
                 missing: 0,
-                cursor: start.clone(),
-                start,
-                end,
-                flat: vec![0.0; size],
+                buckets,
                 overflow: false,
             }
         },
@@ -710,8 +699,8 @@ fn quantiles_bracketed<T: Value>(
             continue;
         }
         // The pass must have kept exactly what it counted in each bracket.
-        for (b, (&s0, &s1)) in c.start.iter().zip(&c.cursor).enumerate() {
-            if !c.overflow && (s1 - s0) as u64 != counts[2 * b + 1] {
+        for (b, bucket) in c.buckets.iter().enumerate() {
+            if !c.overflow && bucket.len() as u64 != counts[2 * b + 1] {
                 return Err(CoreError::invalid(
                     "the input changed while it was being read; do not modify arrays during a call",
                 ));
@@ -746,7 +735,7 @@ fn quantiles_bracketed<T: Value>(
             continue;
         };
         let mut value_at = |(bracket, rank): (usize, usize)| -> f64 {
-            let part = &mut c.flat[c.start[bracket]..c.cursor[bracket]];
+            let part = &mut c.buckets[bracket][..];
             *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
         };
         let values: Vec<f64> = plan
@@ -767,7 +756,7 @@ fn quantiles_bracketed<T: Value>(
             .iter()
             .zip(&values)
             .map(|(&((bracket, _), _, _), &v)| {
-                starts[2 * bracket + 1] + count_le(&c.flat[c.start[bracket]..c.cursor[bracket]], v)
+                starts[2 * bracket + 1] + count_le(&c.buckets[bracket], v)
             })
             .collect();
         out.push(Quantiles {
