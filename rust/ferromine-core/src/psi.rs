@@ -441,6 +441,17 @@ struct Collect<'b> {
     /// Per bracket, its values; never grown past the reserved capacity.
     buckets: Vec<Vec<f64>>,
     overflow: bool,
+    /// Scratch for one run of `LANES` values, kept here because a
+    /// row-major walk calls `push_slice` with short slices (zeroing it per
+    /// call showed up in profiles).
+    scratch: Box<Scratch>,
+}
+
+struct Scratch {
+    idx: [u64; LANES],
+    // Slack: the vector version writes whole vectors past the last kept.
+    kept_x: [f64; LANES + 4],
+    kept_r: [u64; LANES + 4],
 }
 
 impl Visitor for Collect<'_> {
@@ -448,15 +459,16 @@ impl Visitor for Collect<'_> {
         self.push_slice(&[x]);
     }
     fn push_slice(&mut self, xs: &[f64]) {
-        let mut idx = [0u64; LANES];
-        // Slack: the vector version writes whole vectors past the last kept.
-        let mut kept_x = [0.0f64; LANES + 4];
-        let mut kept_r = [0u64; LANES + 4];
+        let Scratch {
+            idx,
+            kept_x,
+            kept_r,
+        } = &mut *self.scratch;
         for block in xs.chunks(LANES) {
             let idx = &mut idx[..block.len()];
             count_bounds_below(block, self.lo, self.hi, idx);
             self.tally.add(idx);
-            let (n, nan) = keep_bracketed(block, idx, &mut kept_x, &mut kept_r);
+            let (n, nan) = keep_bracketed(block, idx, kept_x, kept_r);
             self.tally.sub0(nan);
             self.missing += nan;
             // Scatter only the kept values to their brackets.
@@ -679,6 +691,11 @@ fn quantiles_bracketed<T: Value>(
                 missing: 0,
                 buckets,
                 overflow: false,
+                scratch: Box::new(Scratch {
+                    idx: [0; LANES],
+                    kept_x: [0.0; LANES + 4],
+                    kept_r: [0; LANES + 4],
+                }),
             }
         },
         cancel,
