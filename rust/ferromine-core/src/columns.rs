@@ -338,14 +338,31 @@ fn push_column<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
 /// columns, so every state still sees contiguous slices.
 fn push_rows<T: Value, S: Visitor>(states: &mut [S], tile: ArrayView2<'_, T>) {
     let w = states.len().min(TILE_COLS);
-    let mut scratch = [[0.0f64; SCRATCH]; TILE_COLS];
+    // Each scratch column padded by a cache line: columns exactly 4 KiB
+    // apart would all map to the same L1 sets.
+    let mut scratch = [[0.0f64; SCRATCH + 8]; TILE_COLS];
     let n = tile.nrows();
+    let full_rows = w == TILE_COLS && tile.ncols() == TILE_COLS && tile.strides()[1] == 1;
     for r0 in (0..n).step_by(SCRATCH) {
         let rows = tile.slice(s![r0..(r0 + SCRATCH).min(n), ..]);
         let m = rows.nrows();
-        for (i, row) in rows.rows().into_iter().enumerate() {
-            for (col, &v) in scratch.iter_mut().zip(row.iter()).take(w) {
-                col[i] = v.to_f64();
+        if full_rows {
+            // A row of the tile is TILE_COLS adjacent values: read it as a
+            // fixed-size array, so the copy unrolls into plain moves.
+            let (base, stride) = (rows.as_ptr(), rows.strides()[0]);
+            for i in 0..m {
+                // SAFETY: row i of `rows` exists and holds TILE_COLS values
+                // at unit stride from its first (checked above).
+                let row = unsafe { &*(base.offset(i as isize * stride) as *const [T; TILE_COLS]) };
+                for (col, &v) in scratch.iter_mut().zip(row) {
+                    col[i] = v.to_f64();
+                }
+            }
+        } else {
+            for (i, row) in rows.rows().into_iter().enumerate() {
+                for (col, &v) in scratch.iter_mut().zip(row.iter()).take(w) {
+                    col[i] = v.to_f64();
+                }
             }
         }
         for (state, col) in states.iter_mut().zip(scratch.iter()) {

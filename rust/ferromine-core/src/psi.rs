@@ -204,39 +204,65 @@ const LANES: usize = 256;
 /// are `< xs[i]`: the index of the bin or region of `xs[i]` when the bounds
 /// are sorted. NaN compares false everywhere and gets 0.
 ///
-/// Eight values at a time with the counters in registers and the bounds in
-/// the inner loop; compiled twice, with and without AVX2, and picked at run
-/// time, so the wheel runs on any x86-64 and uses AVX2 where it exists. The
-/// counters are full 64-bit lanes on purpose: narrower outputs make the
-/// compiler pack every comparison.
-#[inline(always)]
+/// The portable version; x86-64 with AVX2 (checked at run time, so the wheel
+/// runs on any x86-64) takes [`count_bounds_below_avx2`]. Counters wrap on
+/// purpose: they cannot overflow, and checked adds (the CI profile) would
+/// keep the loop from vectorising.
 fn count_bounds_below_impl(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
-    let mut values = xs.chunks_exact(8);
-    let mut outs = out.chunks_exact_mut(8);
-    for (v, o) in (&mut values).zip(&mut outs) {
-        let mut acc = [0u64; 8];
+    for (&x, o) in xs.iter().zip(out) {
+        let mut acc = 0u64;
         for &b in le {
-            for k in 0..8 {
-                acc[k] += (b <= v[k]) as u64;
-            }
+            acc = acc.wrapping_add((b <= x) as u64);
         }
         for &b in lt {
-            for k in 0..8 {
-                acc[k] += (b < v[k]) as u64;
-            }
+            acc = acc.wrapping_add((b < x) as u64);
         }
-        o.copy_from_slice(&acc);
-    }
-    for (&x, o) in values.remainder().iter().zip(outs.into_remainder()) {
-        *o =
-            (le.iter().filter(|&&b| b <= x).count() + lt.iter().filter(|&&b| b < x).count()) as u64;
+        *o = acc;
     }
 }
 
+/// [`count_bounds_below_impl`] with explicit AVX2: sixteen values a step in
+/// four vectors, one broadcast bound at a time, comparison masks (all ones =
+/// -1) subtracted from the counters. Written with intrinsics because the
+/// compiler vectorised the plain loop across bounds instead of values.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn count_bounds_below_avx2(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
-    count_bounds_below_impl(xs, le, lt, out)
+unsafe fn count_bounds_below_avx2(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
+    use std::arch::x86_64::*;
+    let n = xs.len().min(out.len());
+    let (src, dst) = (xs.as_ptr(), out.as_mut_ptr() as *mut __m256i);
+    let mut i = 0;
+    while i + 16 <= n {
+        let v = [
+            _mm256_loadu_pd(src.add(i)),
+            _mm256_loadu_pd(src.add(i + 4)),
+            _mm256_loadu_pd(src.add(i + 8)),
+            _mm256_loadu_pd(src.add(i + 12)),
+        ];
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for b in le {
+            let b = _mm256_broadcast_sd(b);
+            for k in 0..4 {
+                let m = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(v[k], b));
+                acc[k] = _mm256_sub_epi64(acc[k], m);
+            }
+        }
+        for b in lt {
+            let b = _mm256_broadcast_sd(b);
+            for k in 0..4 {
+                let m = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(v[k], b));
+                acc[k] = _mm256_sub_epi64(acc[k], m);
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            _mm256_storeu_si256(dst.add(i / 4 + k), *a);
+        }
+        i += 16;
+    }
+    count_bounds_below_impl(&xs[i..n], le, lt, &mut out[i..n]);
 }
 
 fn count_bounds_below(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
@@ -249,9 +275,105 @@ fn count_bounds_below(xs: &[f64], le: &[f64], lt: &[f64], out: &mut [u64]) {
     count_bounds_below_impl(xs, le, lt, out)
 }
 
+/// Adds to `cum[b]` how many values are `<= bounds[b]` (`< bounds[b]` when
+/// `strict`), and returns how many values are not NaN. With sorted bounds
+/// these are cumulative bin counts: a histogram with no per-value index and
+/// no scatter, just a comparison and a subtraction per value and bound.
+fn cumulative_counts(xs: &[f64], bounds: &[f64], strict: bool, cum: &mut [u64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut valid = 0;
+        for (g, (b, c)) in bounds.chunks(8).zip(cum.chunks_mut(8)).enumerate() {
+            // SAFETY: AVX2 support was just checked at run time.
+            let v = unsafe {
+                match (b.len(), strict) {
+                    (1, false) => cumulative_avx2::<1, false>(xs, b, c),
+                    (2, false) => cumulative_avx2::<2, false>(xs, b, c),
+                    (3, false) => cumulative_avx2::<3, false>(xs, b, c),
+                    (4, false) => cumulative_avx2::<4, false>(xs, b, c),
+                    (5, false) => cumulative_avx2::<5, false>(xs, b, c),
+                    (6, false) => cumulative_avx2::<6, false>(xs, b, c),
+                    (7, false) => cumulative_avx2::<7, false>(xs, b, c),
+                    (_, false) => cumulative_avx2::<8, false>(xs, b, c),
+                    (1, true) => cumulative_avx2::<1, true>(xs, b, c),
+                    (2, true) => cumulative_avx2::<2, true>(xs, b, c),
+                    (3, true) => cumulative_avx2::<3, true>(xs, b, c),
+                    (4, true) => cumulative_avx2::<4, true>(xs, b, c),
+                    (5, true) => cumulative_avx2::<5, true>(xs, b, c),
+                    (6, true) => cumulative_avx2::<6, true>(xs, b, c),
+                    (7, true) => cumulative_avx2::<7, true>(xs, b, c),
+                    (_, true) => cumulative_avx2::<8, true>(xs, b, c),
+                }
+            };
+            if g == 0 {
+                valid = v;
+            }
+        }
+        if bounds.is_empty() {
+            return xs.len() as u64 - count_nan(xs);
+        }
+        return valid;
+    }
+    cumulative_counts_impl(xs, bounds, strict, cum)
+}
+
+fn cumulative_counts_impl(xs: &[f64], bounds: &[f64], strict: bool, cum: &mut [u64]) -> u64 {
+    for &x in xs {
+        for (c, &b) in cum.iter_mut().zip(bounds) {
+            let hit = if strict { x < b } else { x <= b };
+            *c = c.wrapping_add(hit as u64);
+        }
+    }
+    xs.len() as u64 - count_nan(xs)
+}
+
+/// [`cumulative_counts`] for a group of `G <= 8` bounds: the bounds and the
+/// `G` counters stay in registers for the whole slice.
+///
+/// # Safety
+/// The CPU must support AVX2; `bounds` and `cum` have `G` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cumulative_avx2<const G: usize, const STRICT: bool>(
+    xs: &[f64],
+    bounds: &[f64],
+    cum: &mut [u64],
+) -> u64 {
+    use std::arch::x86_64::*;
+    let b: [__m256d; G] = std::array::from_fn(|g| _mm256_set1_pd(bounds[g]));
+    let mut acc = [_mm256_setzero_si256(); G];
+    let mut ord = _mm256_setzero_si256();
+    let n4 = xs.len() / 4 * 4;
+    let src = xs.as_ptr();
+    let mut i = 0;
+    while i < n4 {
+        let v = _mm256_loadu_pd(src.add(i));
+        for g in 0..G {
+            let m = if STRICT {
+                _mm256_cmp_pd::<_CMP_LT_OQ>(v, b[g])
+            } else {
+                _mm256_cmp_pd::<_CMP_LE_OQ>(v, b[g])
+            };
+            acc[g] = _mm256_sub_epi64(acc[g], _mm256_castpd_si256(m));
+        }
+        ord = _mm256_sub_epi64(ord, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_ORD_Q>(v, v)));
+        i += 4;
+    }
+    let sum = |a: __m256i| -> u64 {
+        let mut lanes = [0u64; 4];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, a);
+        lanes.iter().fold(0u64, |s, &l| s.wrapping_add(l))
+    };
+    for g in 0..G {
+        cum[g] = cum[g].wrapping_add(sum(acc[g]));
+    }
+    sum(ord) + cumulative_counts_impl(&xs[n4..], &bounds[..G], STRICT, &mut cum[..G])
+}
+
 #[inline(always)]
 fn count_nan(xs: &[f64]) -> u64 {
-    xs.iter().map(|x| x.is_nan() as u64).sum()
+    xs.iter()
+        .fold(0u64, |n, x| n.wrapping_add(x.is_nan() as u64))
 }
 
 /// Counts over `m` bins kept as four interleaved copies, so that runs of one
@@ -308,20 +430,28 @@ const MAX_BRACKETS: usize = 120;
 
 /// The one pass over a feature: how many values fall in each region, and a
 /// copy of the values inside the brackets (odd regions), each bracket into
-/// its own stretch of one buffer sized from the sample. A stretch that fills
-/// up marks the feature for the exact fallback.
+/// its own buffer sized from the sample (reserved, not zeroed: untouched
+/// room costs nothing). A buffer that fills up marks the feature for the
+/// exact fallback.
 struct Collect<'b> {
     lo: &'b [f64],
     hi: &'b [f64],
     tally: Tally,
     missing: u64,
-    /// Per bracket: where its stretch of `flat` starts, its next free cell
-    /// and its end.
-    start: Vec<usize>,
-    cursor: Vec<usize>,
-    end: Vec<usize>,
-    flat: Vec<f64>,
+    /// Per bracket, its values; never grown past the reserved capacity.
+    buckets: Vec<Vec<f64>>,
     overflow: bool,
+    /// Scratch for one run of `LANES` values, kept here because a
+    /// row-major walk calls `push_slice` with short slices (zeroing it per
+    /// call showed up in profiles).
+    scratch: Box<Scratch>,
+}
+
+struct Scratch {
+    idx: [u64; LANES],
+    // Slack: the vector version writes whole vectors past the last kept.
+    kept_x: [f64; LANES + 4],
+    kept_r: [u64; LANES + 4],
 }
 
 impl Visitor for Collect<'_> {
@@ -329,27 +459,24 @@ impl Visitor for Collect<'_> {
         self.push_slice(&[x]);
     }
     fn push_slice(&mut self, xs: &[f64]) {
-        let mut idx = [0u64; LANES];
-        let mut kept = [(0usize, 0.0f64); LANES];
+        let Scratch {
+            idx,
+            kept_x,
+            kept_r,
+        } = &mut *self.scratch;
         for block in xs.chunks(LANES) {
             let idx = &mut idx[..block.len()];
             count_bounds_below(block, self.lo, self.hi, idx);
             self.tally.add(idx);
-            let nan = count_nan(block);
+            let (n, nan) = keep_bracketed(block, idx, kept_x, kept_r);
             self.tally.sub0(nan);
             self.missing += nan;
-            // Keep the bracketed values with a branch-free cursor held in a
-            // register, then scatter only those to their brackets.
-            let mut n = 0;
-            for (&r, &x) in idx.iter().zip(block) {
-                kept[n] = ((r as usize) >> 1, x);
-                n += (r & 1) as usize;
-            }
-            for &(b, x) in &kept[..n] {
-                let at = self.cursor[b];
-                if at < self.end[b] {
-                    self.flat[at] = x;
-                    self.cursor[b] = at + 1;
+            // Scatter only the kept values to their brackets.
+            for (&r, &x) in kept_r[..n].iter().zip(&kept_x[..n]) {
+                let b = (r >> 1) as usize;
+                let bucket = &mut self.buckets[b];
+                if bucket.len() < bucket.capacity() {
+                    bucket.push(x);
                 } else {
                     self.overflow = true;
                 }
@@ -357,6 +484,110 @@ impl Visitor for Collect<'_> {
         }
     }
     fn merge(&mut self, _: Self) {}
+}
+
+/// Copy the values of `xs` whose region `idx` is odd (inside a bracket), and
+/// their regions, to the front of `kept_x` / `kept_r` (which hold at least
+/// `xs.len() + 4` elements); returns how many, and how many values are NaN.
+fn keep_bracketed(xs: &[f64], idx: &[u64], kept_x: &mut [f64], kept_r: &mut [u64]) -> (usize, u64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && kept_x.len() >= xs.len() + 4
+        && kept_r.len() >= xs.len() + 4
+    {
+        // SAFETY: AVX2 support and the buffer sizes were just checked.
+        return unsafe { keep_bracketed_avx2(xs, idx, kept_x, kept_r) };
+    }
+    keep_bracketed_impl(xs, idx, kept_x, kept_r)
+}
+
+fn keep_bracketed_impl(
+    xs: &[f64],
+    idx: &[u64],
+    kept_x: &mut [f64],
+    kept_r: &mut [u64],
+) -> (usize, u64) {
+    // A branch-free cursor: every value is written, only kept ones advance.
+    let mut n = 0;
+    for (&r, &x) in idx.iter().zip(xs) {
+        if let (Some(kx), Some(kr)) = (kept_x.get_mut(n), kept_r.get_mut(n)) {
+            *kx = x;
+            *kr = r;
+        }
+        n += (r & 1) as usize;
+    }
+    (n, count_nan(xs))
+}
+
+/// Per 4-bit lane mask, the 32-bit lane indices that move the selected
+/// 64-bit lanes to the front (a left-pack).
+#[cfg(target_arch = "x86_64")]
+const PACK: [[i32; 8]; 16] = {
+    let mut t = [[0i32; 8]; 16];
+    let mut m = 0;
+    while m < 16 {
+        let mut k = 0;
+        let mut lane = 0;
+        while lane < 4 {
+            if m & (1 << lane) != 0 {
+                t[m][2 * k] = 2 * lane as i32;
+                t[m][2 * k + 1] = 2 * lane as i32 + 1;
+                k += 1;
+            }
+            lane += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// [`keep_bracketed_impl`] four values at a time: the odd-region mask picks
+/// a permutation that packs the kept lanes to the front of a whole-vector
+/// store; the cursor advances by the mask's population count.
+///
+/// # Safety
+/// The CPU must support AVX2; `kept_x` and `kept_r` hold `xs.len() + 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn keep_bracketed_avx2(
+    xs: &[f64],
+    idx: &[u64],
+    kept_x: &mut [f64],
+    kept_r: &mut [u64],
+) -> (usize, u64) {
+    use std::arch::x86_64::*;
+    let len = xs.len().min(idx.len());
+    let n4 = len / 4 * 4;
+    let (px, pr) = (kept_x.as_mut_ptr(), kept_r.as_mut_ptr());
+    let mut n = 0usize;
+    let mut nan = _mm256_setzero_si256();
+    let mut i = 0;
+    while i < n4 {
+        let x = _mm256_loadu_pd(xs.as_ptr().add(i));
+        let r = _mm256_loadu_si256(idx.as_ptr().add(i) as *const __m256i);
+        nan = _mm256_sub_epi64(
+            nan,
+            _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_UNORD_Q>(x, x)),
+        );
+        let mask = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_slli_epi64::<63>(r))) as usize;
+        let perm = _mm256_loadu_si256(PACK[mask & 15].as_ptr() as *const __m256i);
+        let x = _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(x), perm));
+        let r = _mm256_permutevar8x32_epi32(r, perm);
+        _mm256_storeu_pd(px.add(n), x);
+        _mm256_storeu_si256(pr.add(n) as *mut __m256i, r);
+        n += (mask & 15).count_ones() as usize;
+        i += 4;
+    }
+    let mut lanes = [0u64; 4];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, nan);
+    let (m, tail_nan) = keep_bracketed_impl(
+        &xs[n4..len],
+        &idx[n4..len],
+        &mut kept_x[n..],
+        &mut kept_r[n..],
+    );
+    let nan = lanes.iter().fold(tail_nan, |s, &l| s.wrapping_add(l));
+    (n + m, nan)
 }
 
 /// How to read one quantile: the (bracket, rank within it) of its two
@@ -401,26 +632,41 @@ fn quantiles_bracketed<T: Value>(
     }
 
     // 1. Brackets from a fixed, evenly spaced sample.
-    let brackets: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = block
+    // Short runs of consecutive rows, evenly spread: cache-friendly reads (a
+    // run is one or two cache lines per feature), and every feature of the
+    // block sampled in the same sweep, so a row-major block reads each
+    // sampled row once instead of once per feature.
+    let mut samples: Vec<Vec<f64>> = block
         .cols
         .clone()
-        .map(|j| {
-            // Short runs of consecutive rows, evenly spread: cache-friendly
-            // reads (a run is one or two cache lines per feature).
-            let mut sample: Vec<f64> = (0..SAMPLE / SAMPLE_RUN)
-                .flat_map(|k| {
-                    let first = (k * n) / (SAMPLE / SAMPLE_RUN);
-                    (first..(first + SAMPLE_RUN).min(n)).map(move |i| block.value(i, j))
-                })
-                .filter(|x| !x.is_nan())
-                .collect();
+        .map(|_| Vec::with_capacity(SAMPLE))
+        .collect();
+    for k in 0..SAMPLE / SAMPLE_RUN {
+        let first = (k * n) / (SAMPLE / SAMPLE_RUN);
+        for i in first..(first + SAMPLE_RUN).min(n) {
+            for (sample, j) in samples.iter_mut().zip(block.cols.clone()) {
+                let x = block.value(i, j);
+                if !x.is_nan() {
+                    sample.push(x);
+                }
+            }
+        }
+    }
+    let brackets: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = samples
+        .into_iter()
+        .map(|mut sample| {
             let (lo, hi) = sample_brackets(&mut sample, probs);
             // Expected values per bracket: its share of the sample, scaled.
-            let expect = lo
+            // Values in [l, h] = (<= h) - (< l), both counted in one sweep.
+            let mut below = vec![0u64; lo.len()];
+            let mut upto = vec![0u64; hi.len()];
+            cumulative_counts(&sample, &lo, true, &mut below);
+            cumulative_counts(&sample, &hi, false, &mut upto);
+            let expect = below
                 .iter()
-                .zip(&hi)
-                .map(|(&l, &h)| {
-                    let inside = sample.iter().filter(|&&x| l <= x && x <= h).count();
+                .zip(&upto)
+                .map(|(&b, &u)| {
+                    let inside = u.saturating_sub(b);
                     (inside as f64 / sample.len().max(1) as f64 * n as f64).ceil() as usize
                 })
                 .collect::<Vec<usize>>();
@@ -432,26 +678,24 @@ fn quantiles_bracketed<T: Value>(
     let collected = block.visit(
         |j| {
             let (lo, hi, expect) = &brackets[j - block.cols.start];
-            let mut start = Vec::with_capacity(lo.len());
-            let mut end = Vec::with_capacity(lo.len());
-            let mut size = 0usize;
-            for &e in expect {
-                start.push(size);
-                // Room for the sample's estimate with a wide margin; running
-                // out only costs the fallback.
-                size += e + e / 4 + 1024;
-                end.push(size);
-            }
+            // Room for the sample's estimate with a wide margin; running out
+            // only costs the fallback.
+            let buckets = expect
+                .iter()
+                .map(|&e| Vec::with_capacity(e + e / 4 + 1024))
+                .collect();
             Collect {
                 lo,
                 hi,
                 tally: Tally::new(2 * lo.len() + 1),
                 missing: 0,
-                cursor: start.clone(),
-                start,
-                end,
-                flat: vec![0.0; size],
+                buckets,
                 overflow: false,
+                scratch: Box::new(Scratch {
+                    idx: [0; LANES],
+                    kept_x: [0.0; LANES + 4],
+                    kept_r: [0; LANES + 4],
+                }),
             }
         },
         cancel,
@@ -472,8 +716,8 @@ fn quantiles_bracketed<T: Value>(
             continue;
         }
         // The pass must have kept exactly what it counted in each bracket.
-        for (b, (&s0, &s1)) in c.start.iter().zip(&c.cursor).enumerate() {
-            if !c.overflow && (s1 - s0) as u64 != counts[2 * b + 1] {
+        for (b, bucket) in c.buckets.iter().enumerate() {
+            if !c.overflow && bucket.len() as u64 != counts[2 * b + 1] {
                 return Err(CoreError::invalid(
                     "the input changed while it was being read; do not modify arrays during a call",
                 ));
@@ -508,7 +752,7 @@ fn quantiles_bracketed<T: Value>(
             continue;
         };
         let mut value_at = |(bracket, rank): (usize, usize)| -> f64 {
-            let part = &mut c.flat[c.start[bracket]..c.cursor[bracket]];
+            let part = &mut c.buckets[bracket][..];
             *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
         };
         let values: Vec<f64> = plan
@@ -529,7 +773,7 @@ fn quantiles_bracketed<T: Value>(
             .iter()
             .zip(&values)
             .map(|(&((bracket, _), _, _), &v)| {
-                starts[2 * bracket + 1] + count_le(&c.flat[c.start[bracket]..c.cursor[bracket]], v)
+                starts[2 * bracket + 1] + count_le(&c.buckets[bracket], v)
             })
             .collect();
         out.push(Quantiles {
@@ -673,7 +917,12 @@ const LINEAR_SCAN_CUTS: usize = 32;
 struct Binner<'c> {
     cuts: &'c [f64],
     closed: Closed,
+    /// Bins of values indexed one at a time (many cuts, or single pushes).
     tally: Tally,
+    /// Values `<=` (`<` when left-closed) each cut, and the non-NaN values,
+    /// of the slices counted by [`cumulative_counts`].
+    cum: Vec<u64>,
+    cum_valid: u64,
     missing: u64,
 }
 
@@ -681,28 +930,22 @@ impl Binner<'_> {
     /// Index of the bin of `x` (not NaN): how many cuts lie left of it.
     #[inline(always)]
     fn bin(&self, x: f64) -> usize {
-        let cuts = self.cuts;
-        if cuts.len() <= LINEAR_SCAN_CUTS {
-            let mut k = 0usize;
-            match self.closed {
-                Closed::Right => {
-                    for &c in cuts {
-                        k += (c < x) as usize;
-                    }
-                }
-                Closed::Left => {
-                    for &c in cuts {
-                        k += (c <= x) as usize;
-                    }
-                }
-            }
-            k
-        } else {
-            match self.closed {
-                Closed::Right => cuts.partition_point(|&c| c < x),
-                Closed::Left => cuts.partition_point(|&c| c <= x),
-            }
+        match self.closed {
+            Closed::Right => self.cuts.partition_point(|&c| c < x),
+            Closed::Left => self.cuts.partition_point(|&c| c <= x),
         }
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        let mut out = self.tally.counts();
+        // Cumulative counts back to per-bin counts.
+        let mut below = 0u64;
+        for (k, slot) in out.iter_mut().enumerate() {
+            let upto = self.cum.get(k).copied().unwrap_or(self.cum_valid);
+            *slot += upto - below;
+            below = upto;
+        }
+        out
     }
 }
 
@@ -714,20 +957,9 @@ impl Visitor for Binner<'_> {
             }
             return;
         }
-        // NaN compares false everywhere, lands in bin 0 and moves to `missing`.
-        let (le, lt): (&[f64], &[f64]) = match self.closed {
-            Closed::Right => (&[], self.cuts),
-            Closed::Left => (self.cuts, &[]),
-        };
-        let mut idx = [0u64; LANES];
-        for block in xs.chunks(LANES) {
-            let idx = &mut idx[..block.len()];
-            count_bounds_below(block, le, lt, idx);
-            self.tally.add(idx);
-            let nan = count_nan(block);
-            self.tally.sub0(nan);
-            self.missing += nan;
-        }
+        let valid = cumulative_counts(xs, self.cuts, self.closed == Closed::Left, &mut self.cum);
+        self.cum_valid += valid;
+        self.missing += xs.len() as u64 - valid;
     }
 
     #[inline(always)]
@@ -740,6 +972,10 @@ impl Visitor for Binner<'_> {
     }
     fn merge(&mut self, o: Self) {
         self.tally.merge(&o.tally);
+        for (a, b) in self.cum.iter_mut().zip(&o.cum) {
+            *a += b;
+        }
+        self.cum_valid += o.cum_valid;
         self.missing += o.missing;
     }
 }
@@ -771,6 +1007,8 @@ pub fn histograms<T: Value>(
             cuts: &cuts[j],
             closed,
             tally: Tally::new(cuts[j].len() + 1),
+            cum: vec![0; cuts[j].len()],
+            cum_valid: 0,
             missing: 0,
         },
         cancel,
@@ -778,7 +1016,7 @@ pub fn histograms<T: Value>(
     Ok(states
         .into_par_iter()
         .map(|b| Histogram {
-            counts: b.tally.counts(),
+            counts: b.counts(),
             missing: b.missing,
         })
         .collect())
@@ -935,6 +1173,41 @@ mod tests {
         assert_eq!(right[0].missing, 1);
         let left = histograms(&data, &cuts, Closed::Left, &Cancel::new()).unwrap();
         assert_eq!(left[0].counts, vec![2, 2, 3]); // -inf,0 | 1,1.5 | 2,3,inf
+    }
+
+    #[test]
+    fn vector_counts_agree_with_brute_force() {
+        // Lengths off the vector widths, more cuts than one group of eight,
+        // tied cuts, NaN and infinities: both sides of the bins.
+        let mut v = lcg(21, 10_007);
+        for (i, x) in v.iter_mut().enumerate() {
+            match i % 101 {
+                0 => *x = f64::NAN,
+                1 => *x = f64::INFINITY,
+                2 => *x = f64::NEG_INFINITY,
+                _ => {}
+            }
+        }
+        let mut cuts: Vec<f64> = (0..13).map(|i| i as f64).collect();
+        cuts.insert(5, 4.0);
+        for len in [3, 17, 1001, 10_007] {
+            let x = Array1::from(v[..len].to_vec());
+            let data = Columns::chunked(vec![vec![x.view()]]).unwrap();
+            for closed in [Closed::Right, Closed::Left] {
+                let h = histograms(&data, &[cuts.clone()], closed, &Cancel::new()).unwrap();
+                let mut want = vec![0u64; cuts.len() + 1];
+                for &x in v[..len].iter().filter(|x| !x.is_nan()) {
+                    let k = match closed {
+                        Closed::Right => cuts.iter().filter(|&&c| c < x).count(),
+                        Closed::Left => cuts.iter().filter(|&&c| c <= x).count(),
+                    };
+                    want[k] += 1;
+                }
+                assert_eq!(h[0].counts, want, "len {len}, {closed:?}");
+                let nan = v[..len].iter().filter(|x| x.is_nan()).count() as u64;
+                assert_eq!(h[0].missing, nan);
+            }
+        }
     }
 
     #[test]
