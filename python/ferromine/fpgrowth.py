@@ -215,11 +215,20 @@ def _from_arrow(arr: Any) -> _Transactions:
         values = values.cast(values.type.value_type)
     if pa.types.is_string_view(values.type):
         values = values.cast(pa.large_string())
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    if pa.types.is_integer(values.type) and len(values):
+        # Small non-negative ids (FIMI files, make_transactions): the sorted
+        # vocabulary and the dense ids by one bincount, not a hash and a sort.
+        v = values.to_numpy(zero_copy_only=False)
+        lo, hi = int(v.min()), int(v.max())
+        if lo >= 0 and hi <= 4 * len(v) + (1 << 20):
+            present = np.bincount(v, minlength=hi + 1) > 0
+            dense = np.cumsum(present, dtype=np.int32 if hi < 2**31 else np.int64) - 1
+            return _Transactions(indptr, dense[v], int(present.sum()), np.flatnonzero(present).tolist())
     vocab_arr = pc.unique(values)
     vocab_arr = vocab_arr.take(pc.sort_indices(vocab_arr))
     ids = pc.index_in(values, value_set=vocab_arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
     return _Transactions(indptr, ids, len(vocab_arr), vocab_arr.to_pylist())
 
 
