@@ -57,6 +57,9 @@ METRICS: list[str] = [
 #: ``output="count"``), before they exhaust memory.
 DEFAULT_MAX_ITEMSETS = 50_000_000
 
+#: Default guard of :func:`association_rules` (except ``output="count"``).
+DEFAULT_MAX_RULES = 50_000_000
+
 
 # --------------------------------------------------------------------------
 # Intake: everything becomes CSR (indptr, indices) over item ids 0..n_items.
@@ -128,6 +131,13 @@ def _from_frame(df: Any, null_values: bool) -> _Transactions:
     is_sparse = all(isinstance(d, pd.SparseDtype) for d in dtypes)
     if not all_bool:
         warnings.warn(_NON_BOOL, DeprecationWarning, stacklevel=4)
+    if not null_values:
+        # Nullable extension columns ("boolean", "Int64") hold NA that NumPy
+        # conversion would reject with an unrelated message.
+        masked = [c for c, d in zip(df.columns, dtypes) if isinstance(d, pd.api.extensions.ExtensionDtype)
+                  and not isinstance(d, pd.SparseDtype)]
+        if masked and bool(df[masked].isna().to_numpy().any()):
+            raise ValueError("NaN values are not permitted in the DataFrame when null_values=False.")
     if null_values:
         has_nan = bool(df.isna().to_numpy().any())
         if has_nan:
@@ -314,7 +324,8 @@ def _min_count(min_support: float | int, n: int) -> int:
     if isinstance(min_support, numbers.Integral):
         if min_support < 1:
             raise ValueError(f"`min_support` as an absolute count must be >= 1. Got {min_support}.")
-        return int(min_support)
+        # A count above n finds nothing; clamp it so it fits the kernel's u64.
+        return min(int(min_support), n + 1)
     if not isinstance(min_support, numbers.Real):
         raise TypeError(f"min_support must be a float or an int, got {type(min_support).__name__}")
     ms = float(min_support)
@@ -326,6 +337,14 @@ def _min_count(min_support: float | int, n: int) -> int:
     while c < n and c / n < ms:
         c += 1
     return max(c, 1)
+
+
+def _check_limit(name: str, value: Any) -> None:
+    """A result-size guard: None or an int >= 0."""
+    if value is not None and (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0
+    ):
+        raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
 
 
 def _check_max_len(max_len: int | None) -> int | None:
@@ -389,8 +408,7 @@ def _mine(
         _min_count(min_support, 1)  # still validate the parameter
     else:
         min_count = _min_count(min_support, n)
-    if max_itemsets is not None and (isinstance(max_itemsets, bool) or int(max_itemsets) < 0):
-        raise ValueError(f"max_itemsets must be None or an int >= 0, got {max_itemsets!r}")
+    _check_limit("max_itemsets", max_itemsets)
     count_only = output == "count"
     offsets, items, counts, n_itemsets = _core.fp_mine(
         tx.indptr,
@@ -441,7 +459,9 @@ _MINE_DOC = """
         "count": just the number of itemsets (nothing is built).
     max_itemsets : int or None, default 50_000_000
         Refuse (ValueError) a result with more itemsets, while mining, before
-        memory runs out. None: no limit. Ignored for ``output="count"``.
+        memory runs out. None: no limit. :func:`fpgrowth` ignores it for
+        ``output="count"``; :func:`fpclosed` and :func:`fpmax` gather their
+        candidates before filtering them, so for them it bounds a count too.
     n_jobs : int or None
         Threads; None: all physical cores (see :func:`ferromine.get_num_threads`).
         The result, including its row order, is the same for any value.
@@ -572,7 +592,7 @@ def association_rules(
     *,
     max_antecedent_len: int | None = None,
     max_consequent_len: int | None = None,
-    max_rules: int | None = None,
+    max_rules: int | None = DEFAULT_MAX_RULES,
     output: Output = "pandas",
     n_jobs: int | None = None,
 ) -> Any:
@@ -601,8 +621,9 @@ def association_rules(
         Metric columns to return, in order.
     max_antecedent_len, max_consequent_len : int or None
         Only rules with at most this many items on that side.
-    max_rules : int or None
-        Refuse (ValueError) more rules than this, before memory runs out.
+    max_rules : int or None, default 50_000_000
+        Refuse (ValueError) more rules than this, while generating them,
+        before memory runs out. None: no limit. Ignored for ``output="count"``.
     output : {"pandas", "arrow", "polars", "count"}
     n_jobs : int or None
         Threads; the result does not depend on it.
@@ -639,6 +660,7 @@ def association_rules(
     for name, v in (("max_antecedent_len", max_antecedent_len), ("max_consequent_len", max_consequent_len)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+    _check_limit("max_rules", max_rules)
     offsets, items, supports, vocab = _itemset_column(df)
     n = float(num_itemsets if num_itemsets is not None else 1)
     a_off, a_items, c_off, c_items, values, n_rules = _core.fp_rules(
@@ -651,7 +673,7 @@ def association_rules(
         max_antecedent_len=max_antecedent_len,
         max_consequent_len=max_consequent_len,
         num_itemsets=n,
-        max_rules=max_rules,
+        max_rules=None if output == "count" else max_rules,
         count_only=output == "count",
         n_threads=resolve_n_jobs(n_jobs),
     )
