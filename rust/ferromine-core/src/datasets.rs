@@ -83,7 +83,9 @@ struct Stream(u64);
 
 impl Stream {
     fn new(seed: u64, index: u64) -> Self {
-        Stream(mix64(seed ^ mix64(index.wrapping_add(0x9E37_79B9_7F4A_7C15))))
+        Stream(mix64(
+            seed ^ mix64(index.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+        ))
     }
 
     #[inline]
@@ -210,14 +212,23 @@ impl Marks {
 fn check(p: &BasketParams) -> Result<()> {
     let bad = |m: String| Err(CoreError::invalid(m));
     if p.n_items == 0 || p.n_items > i32::MAX as usize {
-        return bad(format!("n_items must be in [1, 2**31 - 1], got {}", p.n_items));
+        return bad(format!(
+            "n_items must be in [1, 2**31 - 1], got {}",
+            p.n_items
+        ));
     }
     if p.n_patterns == 0 || p.n_patterns > u32::MAX as usize {
-        return bad(format!("n_patterns must be in [1, 2**32 - 1], got {}", p.n_patterns));
+        return bad(format!(
+            "n_patterns must be in [1, 2**32 - 1], got {}",
+            p.n_patterns
+        ));
     }
     let nf = p.n_items as f64;
     if !(p.avg_len >= 1.0 && p.avg_len <= nf) {
-        return bad(format!("avg_len must be in [1, n_items={}], got {}", p.n_items, p.avg_len));
+        return bad(format!(
+            "avg_len must be in [1, n_items={}], got {}",
+            p.n_items, p.avg_len
+        ));
     }
     if !(p.avg_pattern_len >= 1.0 && p.avg_pattern_len <= nf) {
         return bad(format!(
@@ -226,10 +237,16 @@ fn check(p: &BasketParams) -> Result<()> {
         ));
     }
     if !(0.0..=1.0).contains(&p.correlation) {
-        return bad(format!("correlation must be in [0, 1], got {}", p.correlation));
+        return bad(format!(
+            "correlation must be in [0, 1], got {}",
+            p.correlation
+        ));
     }
     if !(0.0..=1.0).contains(&p.corruption) {
-        return bad(format!("corruption must be in [0, 1], got {}", p.corruption));
+        return bad(format!(
+            "corruption must be in [0, 1], got {}",
+            p.corruption
+        ));
     }
     Ok(())
 }
@@ -331,7 +348,10 @@ fn make_chunk(
             }
             carried = false;
             let size = items.len() - begin;
-            let new = picked.iter().filter(|&&i| !marks.contains(i as usize)).count();
+            let new = picked
+                .iter()
+                .filter(|&&i| !marks.contains(i as usize))
+                .count();
             if new == 0 {
                 continue;
             }
@@ -422,8 +442,12 @@ mod tests {
     #[test]
     fn same_output_for_any_thread_count() {
         let p = params(3 * CHUNK + 17, 7);
-        let a = run_in_pool(1, || make_transactions(&p, &Cancel::new())).unwrap().unwrap();
-        let b = run_in_pool(2, || make_transactions(&p, &Cancel::new())).unwrap().unwrap();
+        let a = run_in_pool(1, || make_transactions(&p, &Cancel::new()))
+            .unwrap()
+            .unwrap();
+        let b = run_in_pool(2, || make_transactions(&p, &Cancel::new()))
+            .unwrap()
+            .unwrap();
         assert_eq!(a, b);
         let c = make_transactions(&params(3 * CHUNK + 17, 8), &Cancel::new()).unwrap();
         assert_ne!(a.items, c.items);
@@ -467,7 +491,10 @@ mod tests {
     fn bad_parameters_are_refused() {
         let mut p = params(10, 0);
         p.avg_len = 0.5;
-        assert!(matches!(make_transactions(&p, &Cancel::new()), Err(CoreError::InvalidInput(_))));
+        assert!(matches!(
+            make_transactions(&p, &Cancel::new()),
+            Err(CoreError::InvalidInput(_))
+        ));
         let mut p = params(10, 0);
         p.n_items = 0;
         assert!(make_patterns(&p).is_err());
