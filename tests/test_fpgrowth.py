@@ -583,3 +583,18 @@ def test_ctrl_c_stops_rules_and_the_generator(fimi_dir):
     assert len(lines) == 2, out.stderr
     for late in lines:
         assert float(late) < 1.0
+
+
+def test_frozenset_building_restores_the_gc_state(market):
+    import gc
+
+    _, df = market
+    assert gc.isenabled()
+    want = as_set(fpgrowth(df, 0.1))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert as_set(fpgrowth(df, 0.1)) == want
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

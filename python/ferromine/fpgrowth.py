@@ -10,6 +10,7 @@ and the rule metrics run in Rust (:mod:`ferromine._core`).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import itertools
 import numbers
@@ -360,6 +361,20 @@ def _check_output(output: str) -> None:
         raise ValueError(f"output must be 'pandas', 'arrow', 'polars' or 'count', got {output!r}")
 
 
+def _frozensets(offsets: np.ndarray, items: np.ndarray, labels: list[Any] | None) -> list[frozenset[Any]]:
+    """The frozenset column, built in Rust with the cyclic GC paused: the new
+    sets cannot form cycles, and the collections that millions of fresh
+    containers would trigger (each walking every live object) cost more than
+    building them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _core.fp_frozensets(offsets, items, labels)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _itemset_frame(
     offsets: np.ndarray,
     items: np.ndarray,
@@ -372,7 +387,7 @@ def _itemset_frame(
     if output == "pandas":
         import pandas as pd
 
-        sets = _core.fp_frozensets(offsets, items, labels if use_colnames else None)
+        sets = _frozensets(offsets, items, labels if use_colnames else None)
         return pd.DataFrame({names[0]: support, names[1]: sets})
     import pyarrow as pa
 
@@ -687,8 +702,8 @@ def association_rules(
             return pd.DataFrame(columns=["antecedents", "consequents"] + list(return_metrics))
         res = pd.DataFrame(
             {
-                "antecedents": _core.fp_frozensets(a_off, a_items, vocab),
-                "consequents": _core.fp_frozensets(c_off, c_items, vocab),
+                "antecedents": _frozensets(a_off, a_items, vocab),
+                "consequents": _frozensets(c_off, c_items, vocab),
             }
         )
         for name, j in zip(return_metrics, cols):
