@@ -429,3 +429,172 @@ def test_estimator(market):
     assert len(est.get_feature_names_out()) == feats.shape[1]
     with pytest.raises(ValueError, match="kind"):
         FPGrowth(kind="all-of-them").fit(df)
+
+
+# ------------------------------------------------------------------- safety
+
+EMPTY_SOURCES = {
+    "frame": lambda: pd.DataFrame(),
+    "frame-0-rows": lambda: pd.DataFrame({"a": pd.Series([], dtype=bool)}),
+    "frame-0-cols": lambda: pd.DataFrame(index=range(3)),
+    "list": lambda: [],
+    "arrow": lambda: pa.array([], pa.large_list(pa.int64())),
+    "csr": lambda: sp.csr_matrix((0, 4), dtype=bool),
+    "ndarray": lambda: np.zeros((0, 3), dtype=bool),
+}
+
+
+@pytest.mark.parametrize("fn", [fpgrowth, fpmax, fpclosed])
+@pytest.mark.parametrize("source", list(EMPTY_SOURCES))
+def test_empty_input_gives_an_empty_result(fn, source):
+    data = EMPTY_SOURCES[source]
+    frame = fn(data(), 0.5)
+    assert list(frame.columns) == ["support", "itemsets"] and len(frame) == 0
+    table = fn(data(), 0.5, output="arrow")
+    assert table.column_names == ["support", "itemsets"] and table.num_rows == 0
+    assert fn(data(), 0.5, output="count") == 0
+    if source.startswith("frame"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mlxtend divides 0 by 0 here
+            assert len(mlxtend_fp().fpgrowth(data(), 0.5)) == 0  # mlxtend agrees
+    # Nothing to split into rules: mlxtend's ValueError.
+    with pytest.raises(ValueError, match="empty"):
+        association_rules(frame)
+    if source == "frame-0-cols":  # 3 empty transactions: fitted, no itemsets
+        assert len(FPGrowth().fit(data()).frequent_itemsets_) == 0
+    else:
+        with pytest.raises(ValueError, match="0 transactions"):
+            FPGrowth().fit(data())
+    with pytest.raises(ValueError, match="min_support"):
+        fn(data(), 1.5)  # parameters are still checked
+
+
+def test_single_transaction_matches_mlxtend():
+    mf = mlxtend_fp()
+    one = pd.DataFrame({"a": [True], "b": [True], "c": [True], "d": [False]})
+    items = fpgrowth(one, 1.0, use_colnames=True)
+    assert as_set(items) == as_set(mf.fpgrowth(one, 1.0, use_colnames=True))
+    assert len(items) == 7
+    assert as_set(fpclosed(one, 1.0, use_colnames=True)) == {(1.0, frozenset("abc"))}
+    assert as_set(fpmax(one, 1.0, use_colnames=True)) == as_set(mf.fpmax(one, 1.0, use_colnames=True))
+    # Every rule has confidence 1 and consequent support 1: conviction inf,
+    # certainty and zhangs_metric 0 by mlxtend's conventions.
+    ours = association_rules(items, 1, min_threshold=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mlxtend divides by 1 - sC = 0
+        theirs = mf.association_rules(items, 1, min_threshold=0.0)
+    a = {(r[0], r[1]): list(r[2:]) for r in ours.itertuples(index=False)}
+    b = {(r[0], r[1]): list(r[2:]) for r in theirs.itertuples(index=False)}
+    assert a == b and len(a) == 12
+    assert np.isinf(ours["conviction"]).all() and (ours["certainty"] == 0).all()
+
+
+def test_empty_transactions_count_in_the_denominator():
+    want = {(0.5, frozenset("a")), (0.25, frozenset("b")), (0.25, frozenset("ab"))}
+    assert as_set(fpgrowth([["a"], [], [], ["a", "b"]], 0.25, use_colnames=True)) == want
+    # A null Arrow list is an empty transaction.
+    assert as_set(fpgrowth(pa.array([["a"], None, [], ["a", "b"]]), 0.25, use_colnames=True)) == want
+    # All-False rows of a one-hot frame, as mlxtend.
+    df = pd.DataFrame({"a": [True, False, False, True], "b": [False, False, False, True]})
+    assert as_set(fpgrowth(df, 0.25, use_colnames=True)) == want
+    assert as_set(mlxtend_fp().fpgrowth(df, 0.25, use_colnames=True)) == want
+    # Only empty transactions: nothing is frequent, even at the lowest count.
+    assert fpgrowth([[], []], 1, output="count") == 0
+
+
+def test_missing_values_without_null_values():
+    msg = "NaN values are not permitted in the DataFrame when null_values=False"
+    # pandas' nullable bool holds NA: the same message, not NumPy's.
+    with pytest.raises(ValueError, match=msg):
+        fpgrowth(pd.DataFrame({"a": pd.array([True, None, False], dtype="boolean")}), 0.5)
+    with pytest.raises(ValueError, match=msg), pytest.warns(DeprecationWarning, match="non-bool"):
+        fpgrowth(pd.DataFrame({"a": pd.array([1, None, 0], dtype="Int64")}), 0.5)
+    with pytest.raises(ValueError, match=msg), pytest.warns(DeprecationWarning, match="non-bool"):
+        fpgrowth(pd.DataFrame({"a": [True, None, False]}, dtype=object), 0.5)
+    with pytest.raises(ValueError, match=msg), pytest.warns(DeprecationWarning, match="non-bool"):
+        fpgrowth(pd.DataFrame({"a": pd.arrays.SparseArray([1.0, np.nan, 0.0], fill_value=0.0)}), 0.5)
+    with pytest.raises(ValueError, match=msg):
+        fpgrowth(sp.csr_matrix(np.array([[1.0, np.nan]])), 0.5)
+    # A nullable bool frame without NA is mined like a bool one, no warning.
+    ok = pd.DataFrame({"a": pd.array([True, True, False], dtype="boolean"), "b": pd.array([True, False, False], dtype="boolean")})
+    assert as_set(fpgrowth(ok, 0.3)) == as_set(fpgrowth(ok.astype(bool), 0.3))
+    # With null_values=True and NaN present: a clear refusal, not a wrong answer.
+    with pytest.raises(NotImplementedError, match="null_values=True"), pytest.warns(DeprecationWarning):
+        fpgrowth(pd.DataFrame({"a": [1.0, np.nan, 0.0]}), 0.5, null_values=True)
+
+
+def test_non_bool_sparse_frame_warns_like_mlxtend():
+    df = pd.DataFrame({"a": pd.arrays.SparseArray([1, 0, 1, 1], fill_value=0),
+                       "b": pd.arrays.SparseArray([1, 0, 0, 1], fill_value=0)})
+    with pytest.warns(DeprecationWarning, match="non-bool"):
+        ours = fpgrowth(df, 0.5)
+    with pytest.warns(DeprecationWarning, match="non-bool"):
+        theirs = mlxtend_fp().fpgrowth(df, 0.5)
+    assert as_set(ours) == as_set(theirs)
+
+
+def test_limits_are_checked(market):
+    _, df = market
+    for bad in ("x", -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_itemsets must be None or an int >= 0"):
+            fpgrowth(df, 0.1, max_itemsets=bad)
+        with pytest.raises(ValueError, match="max_rules must be None or an int >= 0"):
+            association_rules(fpgrowth(df, 0.1), max_rules=bad)
+    # A count above the number of transactions finds nothing (no overflow).
+    assert fpgrowth(df, 10**30, output="count") == 0
+
+
+def test_memory_guards_on_every_kind(market):
+    _, df = market
+    n_closed = fpclosed(df, 0.01, output="count", max_itemsets=None)
+    assert n_closed > 100
+    for fn in (fpclosed, fpmax):
+        with pytest.raises(ValueError, match=r"max_itemsets=100 .*so far"):
+            fn(df, 0.01, max_itemsets=100)
+    with pytest.raises(ValueError, match=r"max_itemsets=100 .*so far"):
+        FPGrowth(0.01, max_itemsets=100).fit(df)
+    items = fpgrowth(df, 0.02)
+    n_rules = association_rules(items, min_threshold=0.0, output="count", max_rules=10)
+    assert n_rules > 10  # the count output is not guarded: it builds nothing
+    with pytest.raises(ValueError, match=r"max_rules=10 rules .*raise min_threshold"):
+        association_rules(items, min_threshold=0.0, max_rules=10, output="arrow")
+
+
+def test_ctrl_c_stops_rules_and_the_generator(fimi_dir):
+    code = (
+        "import os, signal, threading, time\n"
+        "from ferromine.datasets import make_transactions\n"
+        "from ferromine.frequent_patterns import association_rules, fpgrowth, read_transactions\n"
+        f"tx = read_transactions({str(fimi_dir / 'mushroom.dat')!r})\n"
+        "items = fpgrowth(tx, 0.1, output='arrow')\n"
+        "def interrupted(call):\n"
+        "    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "    t = time.time()\n"
+        "    try:\n"
+        "        call()\n"
+        "    except KeyboardInterrupt:\n"
+        "        return time.time() - t - 0.5\n"
+        "    return 'finished'\n"
+        "print(interrupted(lambda: association_rules(items, len(tx), min_threshold=0.0, output='count')))\n"
+        "print(interrupted(lambda: make_transactions(50_000_000, random_state=0, n_jobs=2)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.split()
+    assert len(lines) == 2, out.stderr
+    for late in lines:
+        assert float(late) < 1.0
+
+
+def test_frozenset_building_restores_the_gc_state(market):
+    import gc
+
+    _, df = market
+    assert gc.isenabled()
+    want = as_set(fpgrowth(df, 0.1))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert as_set(fpgrowth(df, 0.1)) == want
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -11,6 +11,7 @@ __all__ = [
     "_reset_pools",
     "get_num_threads",
     "fp_frozensets",
+    "fp_make_transactions",
     "fp_mine",
     "fp_rules",
     "iforest_contributions",
@@ -211,6 +212,24 @@ def fp_mine(
 def fp_frozensets(
     offsets: npt.NDArray[np.uint64], items: npt.NDArray[np.uint32], labels: list[Any] | None = None
 ) -> list[frozenset[Any]]: ...
+def fp_make_transactions(
+    n_transactions: int,
+    n_items: int,
+    avg_len: float,
+    n_patterns: int,
+    avg_pattern_len: float,
+    correlation: float,
+    corruption: float,
+    seed: int,
+    n_threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]: ...
 def fp_rules(
     offsets: npt.NDArray[np.uint64],
     items: npt.NDArray[np.uint32],

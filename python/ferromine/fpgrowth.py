@@ -10,6 +10,7 @@ and the rule metrics run in Rust (:mod:`ferromine._core`).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import itertools
 import numbers
@@ -56,6 +57,9 @@ METRICS: list[str] = [
 #: Default guard: refuse results with more itemsets than this (except
 #: ``output="count"``), before they exhaust memory.
 DEFAULT_MAX_ITEMSETS = 50_000_000
+
+#: Default guard of :func:`association_rules` (except ``output="count"``).
+DEFAULT_MAX_RULES = 50_000_000
 
 
 # --------------------------------------------------------------------------
@@ -128,6 +132,13 @@ def _from_frame(df: Any, null_values: bool) -> _Transactions:
     is_sparse = all(isinstance(d, pd.SparseDtype) for d in dtypes)
     if not all_bool:
         warnings.warn(_NON_BOOL, DeprecationWarning, stacklevel=4)
+    if not null_values:
+        # Nullable extension columns ("boolean", "Int64") hold NA that NumPy
+        # conversion would reject with an unrelated message.
+        masked = [c for c, d in zip(df.columns, dtypes) if isinstance(d, pd.api.extensions.ExtensionDtype)
+                  and not isinstance(d, pd.SparseDtype)]
+        if masked and bool(df[masked].isna().to_numpy().any()):
+            raise ValueError("NaN values are not permitted in the DataFrame when null_values=False.")
     if null_values:
         has_nan = bool(df.isna().to_numpy().any())
         if has_nan:
@@ -215,11 +226,20 @@ def _from_arrow(arr: Any) -> _Transactions:
         values = values.cast(values.type.value_type)
     if pa.types.is_string_view(values.type):
         values = values.cast(pa.large_string())
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    if pa.types.is_integer(values.type) and len(values):
+        # Small non-negative ids (FIMI files, make_transactions): the sorted
+        # vocabulary and the dense ids by one bincount, not a hash and a sort.
+        v = values.to_numpy(zero_copy_only=False)
+        lo, hi = int(v.min()), int(v.max())
+        if lo >= 0 and hi <= 4 * len(v) + (1 << 20):
+            present = np.bincount(v, minlength=hi + 1) > 0
+            dense = np.cumsum(present, dtype=np.int32 if hi < 2**31 else np.int64) - 1
+            return _Transactions(indptr, dense[v], int(present.sum()), np.flatnonzero(present).tolist())
     vocab_arr = pc.unique(values)
     vocab_arr = vocab_arr.take(pc.sort_indices(vocab_arr))
     ids = pc.index_in(values, value_set=vocab_arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
     return _Transactions(indptr, ids, len(vocab_arr), vocab_arr.to_pylist())
 
 
@@ -305,7 +325,8 @@ def _min_count(min_support: float | int, n: int) -> int:
     if isinstance(min_support, numbers.Integral):
         if min_support < 1:
             raise ValueError(f"`min_support` as an absolute count must be >= 1. Got {min_support}.")
-        return int(min_support)
+        # A count above n finds nothing; clamp it so it fits the kernel's u64.
+        return min(int(min_support), n + 1)
     if not isinstance(min_support, numbers.Real):
         raise TypeError(f"min_support must be a float or an int, got {type(min_support).__name__}")
     ms = float(min_support)
@@ -317,6 +338,14 @@ def _min_count(min_support: float | int, n: int) -> int:
     while c < n and c / n < ms:
         c += 1
     return max(c, 1)
+
+
+def _check_limit(name: str, value: Any) -> None:
+    """A result-size guard: None or an int >= 0."""
+    if value is not None and (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0
+    ):
+        raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
 
 
 def _check_max_len(max_len: int | None) -> int | None:
@@ -332,6 +361,20 @@ def _check_output(output: str) -> None:
         raise ValueError(f"output must be 'pandas', 'arrow', 'polars' or 'count', got {output!r}")
 
 
+def _frozensets(offsets: np.ndarray, items: np.ndarray, labels: list[Any] | None) -> list[frozenset[Any]]:
+    """The frozenset column, built in Rust with the cyclic GC paused: the new
+    sets cannot form cycles, and the collections that millions of fresh
+    containers would trigger (each walking every live object) cost more than
+    building them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _core.fp_frozensets(offsets, items, labels)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _itemset_frame(
     offsets: np.ndarray,
     items: np.ndarray,
@@ -344,7 +387,7 @@ def _itemset_frame(
     if output == "pandas":
         import pandas as pd
 
-        sets = _core.fp_frozensets(offsets, items, labels if use_colnames else None)
+        sets = _frozensets(offsets, items, labels if use_colnames else None)
         return pd.DataFrame({names[0]: support, names[1]: sets})
     import pyarrow as pa
 
@@ -380,8 +423,7 @@ def _mine(
         _min_count(min_support, 1)  # still validate the parameter
     else:
         min_count = _min_count(min_support, n)
-    if max_itemsets is not None and (isinstance(max_itemsets, bool) or int(max_itemsets) < 0):
-        raise ValueError(f"max_itemsets must be None or an int >= 0, got {max_itemsets!r}")
+    _check_limit("max_itemsets", max_itemsets)
     count_only = output == "count"
     offsets, items, counts, n_itemsets = _core.fp_mine(
         tx.indptr,
@@ -432,7 +474,9 @@ _MINE_DOC = """
         "count": just the number of itemsets (nothing is built).
     max_itemsets : int or None, default 50_000_000
         Refuse (ValueError) a result with more itemsets, while mining, before
-        memory runs out. None: no limit. Ignored for ``output="count"``.
+        memory runs out. None: no limit. :func:`fpgrowth` ignores it for
+        ``output="count"``; :func:`fpclosed` and :func:`fpmax` gather their
+        candidates before filtering them, so for them it bounds a count too.
     n_jobs : int or None
         Threads; None: all physical cores (see :func:`ferromine.get_num_threads`).
         The result, including its row order, is the same for any value.
@@ -563,7 +607,7 @@ def association_rules(
     *,
     max_antecedent_len: int | None = None,
     max_consequent_len: int | None = None,
-    max_rules: int | None = None,
+    max_rules: int | None = DEFAULT_MAX_RULES,
     output: Output = "pandas",
     n_jobs: int | None = None,
 ) -> Any:
@@ -592,8 +636,9 @@ def association_rules(
         Metric columns to return, in order.
     max_antecedent_len, max_consequent_len : int or None
         Only rules with at most this many items on that side.
-    max_rules : int or None
-        Refuse (ValueError) more rules than this, before memory runs out.
+    max_rules : int or None, default 50_000_000
+        Refuse (ValueError) more rules than this, while generating them,
+        before memory runs out. None: no limit. Ignored for ``output="count"``.
     output : {"pandas", "arrow", "polars", "count"}
     n_jobs : int or None
         Threads; the result does not depend on it.
@@ -630,6 +675,7 @@ def association_rules(
     for name, v in (("max_antecedent_len", max_antecedent_len), ("max_consequent_len", max_consequent_len)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+    _check_limit("max_rules", max_rules)
     offsets, items, supports, vocab = _itemset_column(df)
     n = float(num_itemsets if num_itemsets is not None else 1)
     a_off, a_items, c_off, c_items, values, n_rules = _core.fp_rules(
@@ -642,7 +688,7 @@ def association_rules(
         max_antecedent_len=max_antecedent_len,
         max_consequent_len=max_consequent_len,
         num_itemsets=n,
-        max_rules=max_rules,
+        max_rules=None if output == "count" else max_rules,
         count_only=output == "count",
         n_threads=resolve_n_jobs(n_jobs),
     )
@@ -656,8 +702,8 @@ def association_rules(
             return pd.DataFrame(columns=["antecedents", "consequents"] + list(return_metrics))
         res = pd.DataFrame(
             {
-                "antecedents": _core.fp_frozensets(a_off, a_items, vocab),
-                "consequents": _core.fp_frozensets(c_off, c_items, vocab),
+                "antecedents": _frozensets(a_off, a_items, vocab),
+                "consequents": _frozensets(c_off, c_items, vocab),
             }
         )
         for name, j in zip(return_metrics, cols):

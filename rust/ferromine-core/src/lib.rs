@@ -6,6 +6,7 @@
 //! state lives with the caller. Nothing here knows about Python.
 
 pub mod columns;
+pub mod datasets;
 pub mod error;
 pub mod fpgrowth;
 pub mod iforest;

@@ -1,6 +1,7 @@
 //! Frequent itemsets and association rules for Python: convert, release the
 //! GIL, call the core; and build frozenset columns directly from the ids.
 
+use ferromine_core::datasets;
 use ferromine_core::fpgrowth::{self, Kind, MineParams, RuleParams};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
@@ -216,5 +217,55 @@ pub fn fp_rules<'py>(
         r.con_items.into_pyarray(py),
         m.into_pyarray(py),
         r.n_rules,
+    ))
+}
+
+type Generated<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// Synthetic market-basket transactions (`ferromine.datasets`):
+/// `(offsets, items, pattern_offsets, pattern_items, pattern_weights,
+/// pattern_corruption)`; the arrays move to NumPy without a copy.
+#[pyfunction]
+#[pyo3(signature = (n_transactions, n_items, avg_len, n_patterns, avg_pattern_len, correlation, corruption, seed, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn fp_make_transactions<'py>(
+    py: Python<'py>,
+    n_transactions: usize,
+    n_items: usize,
+    avg_len: f64,
+    n_patterns: usize,
+    avg_pattern_len: f64,
+    correlation: f64,
+    corruption: f64,
+    seed: u64,
+    n_threads: Option<usize>,
+) -> PyResult<Generated<'py>> {
+    let p = datasets::BasketParams {
+        n_transactions,
+        n_items,
+        avg_len,
+        n_patterns,
+        avg_pattern_len,
+        correlation,
+        corruption,
+        seed,
+    };
+    let b = run(py, threads(n_threads), |cancel| {
+        datasets::make_transactions(&p, cancel)
+    })?;
+    Ok((
+        b.offsets.into_pyarray(py),
+        b.items.into_pyarray(py),
+        b.patterns.offsets.into_pyarray(py),
+        b.patterns.items.into_pyarray(py),
+        b.patterns.weights.into_pyarray(py),
+        b.patterns.corruption.into_pyarray(py),
     ))
 }

@@ -56,7 +56,7 @@ mod _core {
     #[pymodule_export]
     use super::{_panic_in_kernel, _reset_pools, get_num_threads};
     #[pymodule_export]
-    use crate::fpgrowth::{fp_frozensets, fp_mine, fp_rules};
+    use crate::fpgrowth::{fp_frozensets, fp_make_transactions, fp_mine, fp_rules};
     #[pymodule_export]
     use crate::iforest::{
         iforest_contributions, iforest_grow, iforest_grow_extended, iforest_score,
