@@ -691,3 +691,24 @@ def test_extended_forest_auc_comparable_to_axis_parallel(name):
     for level in (1, X.shape[1] - 1):
         ext = _mean_auc(IsolationForest, X, y, seeds, extension_level=level)
         assert ext > axis - 0.03, (name, level, ext, axis)
+
+
+def test_malformed_sparse_and_tampered_hyperplanes_raise_not_crash():
+    X = _blobs(n=200, d=3)
+    est = IsolationForest(n_estimators=5, random_state=0, extension_level=2).fit(X)
+    S = sp.csr_matrix(X)
+    S.indices = S.indices.copy()
+    S.indices[5] = 7  # a column index past the matrix width
+    with pytest.raises(ValueError, match="invalid CSR matrix"):
+        est.score_samples(S)
+    with pytest.raises(ValueError, match="invalid CSR matrix"):
+        IsolationForest(n_estimators=5).fit(S)
+    bad = pickle.loads(pickle.dumps(est))
+    bad.tree_hyperplane_features_ = bad.tree_hyperplane_features_.copy()
+    bad.tree_hyperplane_features_[0, 1] = 99
+    with pytest.raises(ValueError, match="inconsistent"):
+        bad.score_samples(X)
+    bad = pickle.loads(pickle.dumps(est))
+    bad.tree_hyperplane_coefs_ = bad.tree_hyperplane_coefs_[:-1]
+    with pytest.raises(ValueError, match="inconsistent"):
+        bad.score_samples(X)

@@ -304,6 +304,8 @@ class IsolationForest(OutlierMixin, BaseEstimator):
             ensure_all_finite=False,
             reset=True,
         )
+        if sp.issparse(X) and X.format != "csr":
+            X = X.tocsr()  # the kernels read rows; convert once (sparse copy, not dense)
         n_samples, n_features = X.shape
         sw = _check_sample_weight(sample_weight, n_samples)
 

@@ -1533,7 +1533,7 @@ mod tests {
                     // leaf value = depth + c(n); depth <= 8
                     let n = t.n_node_samples[i] as f64;
                     let depth = t.value[i] - average_path_length(n);
-                    assert!(depth <= 8.0 + 1e-9 && depth >= 0.0);
+                    assert!((0.0..=8.0 + 1e-9).contains(&depth));
                     assert!(
                         n == 1.0 || (depth - 8.0).abs() < 1e-9,
                         "leaf before the limit with {n} rows"
