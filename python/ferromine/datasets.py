@@ -73,7 +73,9 @@ def make_transactions(
        uniform draw is below its corruption level. A pattern that does not
        fit is added anyway half the time and otherwise carried over to the
        next transaction. Items are distinct and ascending within a
-       transaction; the mean length is close to ``avg_len``.
+       transaction; the mean length is close to ``avg_len``. A transaction
+       stops short when 32 picks in a row add no new item (its target is
+       then out of the patterns' reach, e.g. ``avg_len`` near ``n_items``).
 
     Transactions are made in fixed chunks of 4096, each with its own random
     stream, and a pattern is carried over only within a chunk: the result is

@@ -29,6 +29,9 @@ use crate::parallel::Cancel;
 /// Transactions per chunk (one random stream each).
 pub const CHUNK: usize = 4096;
 
+/// A transaction stops growing after this many picks in a row added nothing.
+const MAX_IDLE_PICKS: usize = 32;
+
 /// Variance of the per-pattern corruption level (the paper's 0.1).
 const CORRUPTION_VARIANCE: f64 = 0.1;
 
@@ -332,9 +335,12 @@ fn make_chunk(
         marks.clear();
         let begin = items.len();
         let target = (1 + rng.poisson(p.avg_len - 1.0)).min(p.n_items);
-        // Bounds the picks when corruption empties most patterns.
+        // Bounds the picks when corruption empties most patterns, or when the
+        // patterns' items cannot reach the target (a transaction near
+        // n_items long, or few distinct items over all patterns).
         let mut tries = 4 * target + 16;
-        while tries > 0 {
+        let mut idle = 0;
+        while tries > 0 && idle < MAX_IDLE_PICKS {
             tries -= 1;
             if !carried {
                 let k = alias.draw(&mut rng);
@@ -353,8 +359,10 @@ fn make_chunk(
                 .filter(|&&i| !marks.contains(i as usize))
                 .count();
             if new == 0 {
+                idle += 1;
                 continue;
             }
+            idle = 0;
             if size > 0 && size + new > target && rng.uniform() >= 0.5 {
                 // Does not fit: keep it for the next transaction.
                 carried = true;
@@ -501,6 +509,19 @@ mod tests {
         let mut p = params(10, 0);
         p.corruption = f64::NAN;
         assert!(make_patterns(&p).is_err());
+    }
+
+    #[test]
+    fn unreachable_targets_stop() {
+        // Transactions as long as the item set, patterns half as long: the
+        // last items are rarely reachable; this must stay fast and bounded.
+        let mut p = params(300, 5);
+        p.n_items = 2000;
+        p.avg_len = 2000.0;
+        p.avg_pattern_len = 1000.0;
+        p.n_patterns = 5;
+        let b = make_transactions(&p, &Cancel::new()).unwrap();
+        assert!(b.offsets.windows(2).all(|w| w[1] - w[0] <= 2000));
     }
 
     #[test]
