@@ -6,7 +6,14 @@ use ferromine_core::{Cancel, Columns};
 use ndarray::Array2;
 
 fn main() {
-    let (n, d) = (1_000_000usize, 8usize);
+    // Shape from the environment (PSI_N, PSI_D), default 1M x 8.
+    let env = |k: &str, v: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(v)
+    };
+    let (n, d) = (env("PSI_N", 1_000_000), env("PSI_D", 8));
     let mut s = 1u64;
     let order_c = std::env::args().nth(3).is_some();
     let x = Array2::from_shape_fn(ndarray::ShapeBuilder::set_f((n, d), !order_c), |_| {

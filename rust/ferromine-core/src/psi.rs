@@ -751,18 +751,30 @@ fn quantiles_bracketed<T: Value>(
             out.push(gather(block.cols.start + k)?);
             continue;
         };
-        let mut value_at = |(bracket, rank): (usize, usize)| -> f64 {
-            let part = &mut c.buckets[bracket][..];
-            *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
-        };
+        let buckets = &mut c.buckets;
+        let mut value_at =
+            |(bracket, rank): (usize, usize), next_of: Option<(usize, usize)>| -> f64 {
+                let part = &mut buckets[bracket][..];
+                if next_of == Some((bracket, rank.wrapping_sub(1))) {
+                    // The rank after one just selected in this bracket: the
+                    // selection left everything after it no smaller, so this is
+                    // their minimum (a scan instead of a second selection).
+                    return part[rank..]
+                        .iter()
+                        .copied()
+                        .min_by(|x, y| x.total_cmp(y))
+                        .unwrap_or(f64::NAN);
+                }
+                *part.select_nth_unstable_by(rank, |a, b| a.total_cmp(b)).1
+            };
         let values: Vec<f64> = plan
             .iter()
             .map(|&(a, b, t)| {
-                let va = value_at(a);
+                let va = value_at(a, None);
                 if a == b {
                     va
                 } else {
-                    lerp(va, value_at(b), t)
+                    lerp(va, value_at(b, Some(a)), t)
                 }
             })
             .collect();
