@@ -451,3 +451,77 @@ def test_kmeans_parallel_edge_cases():
         idx, wc = _core.kmeans_parallel(X, w, 3, 5, 6.0, X.mean(0), seed, 0, 1)
         assert idx.max() < 200 and len(idx) >= 3
         assert wc.sum() == pytest.approx(200.0)
+
+
+# ---------------------------------------------------------------------------
+# CSR input: read row by row, same results as the dense array.
+
+
+def _sparse_blobs(dtype=np.float64):
+    import scipy.sparse as sp
+
+    X, _ = make_blobs(4000, n_features=30, centers=6, random_state=0)
+    X[np.abs(X) < 4.0] = 0.0  # about half the entries
+    return sp.csr_matrix(X.astype(dtype)), X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_sparse_equals_dense(dtype, init, algorithm):
+    import scipy.sparse as sp
+
+    S, D = _sparse_blobs(dtype)
+    w = np.random.RandomState(0).uniform(0, 2, D.shape[0])
+    for Xs in (S, sp.csr_array(S)):
+        a = KMeans(6, init=init, algorithm=algorithm, random_state=0, n_init=2).fit(Xs, sample_weight=w)
+        b = KMeans(6, init=init, algorithm=algorithm, random_state=0, n_init=2).fit(D, sample_weight=w)
+        _assert_bit_identical(a, b)
+        assert a.cluster_centers_.dtype == dtype
+        np.testing.assert_array_equal(a.predict(Xs), b.predict(D))
+        assert np.array_equal(a.transform(Xs), b.transform(D))
+        assert a.score(Xs, sample_weight=w) == b.score(D, sample_weight=w)
+
+
+def test_sparse_matches_sklearn_and_handles_unsorted_and_int32_indices():
+    import scipy.sparse as sp
+
+    S, D = _sparse_blobs()
+    init = _init_rows(D, 6, 0)
+    ours, ref = _fit_pair(S, init, tol=0.0, max_iter=30)
+    _assert_same_fit(ours, ref, D)
+    # Reversed column order within rows, int32 indices, explicit duplicates.
+    coo = S.tocoo()
+    dup = sp.csr_matrix(
+        (np.r_[coo.data * 0.5, coo.data * 0.5], (np.r_[coo.row, coo.row], np.r_[coo.col, coo.col])), shape=S.shape
+    )
+    dup.indices = dup.indices.astype(np.int32)
+    km = KMeans(6, init=init, n_init=1, tol=0.0).fit(D)
+    np.testing.assert_array_equal(km.predict(dup), km.labels_)
+    np.testing.assert_allclose(km.transform(dup), km.transform(D), rtol=1e-12)
+
+
+def test_sparse_kmeans_plusplus_and_minibatch():
+    S, D = _sparse_blobs()
+    c1, i1 = kmeans_plusplus(S, 6, random_state=0)
+    c2, i2 = kmeans_plusplus(D, 6, random_state=0)
+    np.testing.assert_array_equal(i1, i2)
+    assert isinstance(c1, np.ndarray) and np.array_equal(c1, c2)
+    from ferromine.cluster import MiniBatchKMeans
+
+    a = MiniBatchKMeans(6, random_state=0, batch_size=256).fit(S)
+    b = MiniBatchKMeans(6, random_state=0, batch_size=256).fit(D)
+    assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    a.partial_fit(S[:300])
+    b.partial_fit(D[:300])
+    assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
+
+
+def test_sparse_non_finite_rejected():
+    import scipy.sparse as sp
+
+    S = sp.csr_matrix(np.eye(5))
+    S.data[2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        KMeans(2).fit(S)

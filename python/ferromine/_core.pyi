@@ -64,9 +64,11 @@ def psi_histograms(
 
 # k-means (ferromine.kmeans)
 _Dense = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+# X: dense, or CSR as (data, indices int64, indptr int64, n_features).
+_X = _Dense | tuple[_Dense, npt.NDArray[np.int64], npt.NDArray[np.int64], int]
 
 def kmeans_lloyd(
-    x: _Dense,
+    x: _X,
     sample_weight: npt.NDArray[np.float64] | None,
     init: _Dense,
     shift: npt.NDArray[np.float64],
@@ -76,7 +78,7 @@ def kmeans_lloyd(
     bounded: bool = False,
 ) -> tuple[_Dense, npt.NDArray[np.int32], float, int, bool]: ...
 def kmeans_parallel(
-    x: _Dense,
+    x: _X,
     sample_weight: npt.NDArray[np.float64] | None,
     n_clusters: int,
     rounds: int,
@@ -87,7 +89,7 @@ def kmeans_parallel(
     n_threads: int | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
 def kmeans_plusplus(
-    x: _Dense,
+    x: _X,
     sample_weight: npt.NDArray[np.float64] | None,
     n_clusters: int,
     n_trials: int,
@@ -97,15 +99,15 @@ def kmeans_plusplus(
     n_threads: int | None = None,
 ) -> npt.NDArray[np.int64]: ...
 def kmeans_assign(
-    x: _Dense,
+    x: _X,
     centers: _Dense,
     sample_weight: npt.NDArray[np.float64] | None = None,
     with_inertia: bool = True,
     n_threads: int | None = None,
 ) -> tuple[npt.NDArray[np.int32], float]: ...
-def kmeans_transform(x: _Dense, centers: _Dense, n_threads: int | None = None) -> _Dense: ...
+def kmeans_transform(x: _X, centers: _Dense, n_threads: int | None = None) -> _Dense: ...
 def kmeans_column_stats(
-    x: _Dense, n_threads: int | None = None
+    x: _X, n_threads: int | None = None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 
 # --- isolation forest (ferromine.iforest) ---

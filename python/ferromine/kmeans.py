@@ -14,6 +14,7 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
@@ -25,6 +26,27 @@ from ._threads import resolve_n_jobs
 __all__ = ["KMeans", "MiniBatchKMeans", "kmeans_plusplus"]
 
 _FLOATS = [np.float64, np.float32]
+
+
+def _core_x(X):
+    """X as the Rust kernels take it: the array, or a CSR matrix as
+    ``(data, indices, indptr, n_features)`` (int64 indices; never densified)."""
+    if sp.issparse(X):
+        return (
+            np.ascontiguousarray(X.data),
+            np.ascontiguousarray(X.indices, dtype=np.int64),
+            np.ascontiguousarray(X.indptr, dtype=np.int64),
+            X.shape[1],
+        )
+    return X
+
+
+def _rows(X, idx) -> np.ndarray:
+    """Rows ``idx`` of X as a dense C-contiguous array in X's dtype."""
+    out = X[idx]
+    if sp.issparse(out):
+        out = out.toarray()
+    return np.ascontiguousarray(out, dtype=X.dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -70,7 +92,7 @@ def _shift_and_tolerance(X: np.ndarray, tol: float, n_threads: int) -> tuple[np.
     """Column means (the shift that keeps distances accurate, as sklearn's
     centring) and sklearn's tolerance: ``tol`` times the mean feature variance.
     Computed in Rust so they do not depend on X's memory layout."""
-    mean, var = _core.kmeans_column_stats(X, n_threads)
+    mean, var = _core.kmeans_column_stats(_core_x(X), n_threads)
     return mean, (0.0 if tol == 0 else float(np.mean(var) * tol))
 
 
@@ -86,8 +108,8 @@ def _kmeans_parallel_init(X, sw, k: int, seed: int, stream: int, n_threads: int)
     rounds (Rust, thread-count independent), reduced to ``k`` centres by
     weighted greedy k-means++ and a short weighted Lloyd on the candidates."""
     shift, _ = _shift_and_tolerance(X, 0.0, n_threads)
-    idx, wc = _core.kmeans_parallel(X, sw, k, _PARALLEL_ROUNDS, 2.0 * k, shift, seed, stream, n_threads)
-    Xc = np.ascontiguousarray(X[idx])
+    idx, wc = _core.kmeans_parallel(_core_x(X), sw, k, _PARALLEL_ROUNDS, 2.0 * k, shift, seed, stream, n_threads)
+    Xc = _rows(X, idx)
     cshift, ctol = _shift_and_tolerance(Xc, 1e-4, n_threads)
     sel = _core.kmeans_plusplus(Xc, wc, k, _n_local_trials(k), cshift, seed, stream, n_threads)
     if len(Xc) == k:
@@ -110,7 +132,7 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
         Data to pick seeds from (float32 stays float32).
     n_clusters : int
         Number of centres to pick.
@@ -132,7 +154,7 @@ def kmeans_plusplus(
     indices : ndarray of shape (n_clusters,)
         Row index of each centre in ``X``.
     """
-    X = check_array(X, dtype=_FLOATS, order=None)
+    X = check_array(X, accept_sparse="csr", dtype=_FLOATS, order=None)
     n_clusters = _check_int("n_clusters", n_clusters)
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
@@ -141,8 +163,8 @@ def kmeans_plusplus(
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     n_threads = resolve_n_jobs(n_jobs)
     shift, _ = _shift_and_tolerance(X, 0.0, n_threads)
-    idx = _core.kmeans_plusplus(X, sw, n_clusters, trials, shift, seed, 0, n_threads)
-    return X[idx], idx
+    idx = _core.kmeans_plusplus(_core_x(X), sw, n_clusters, trials, shift, seed, 0, n_threads)
+    return _rows(X, idx), idx
 
 
 class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -152,6 +174,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
     def _check_common_params(self) -> None:
@@ -216,14 +239,14 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     # ------------------------------------------------------------------
     def _check_test_data(self, X) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=_FLOATS, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
         centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
         return X, centers
 
     def predict(self, X) -> np.ndarray:
         """Index (int32) of the closest cluster centre of each sample."""
         X, centers = self._check_test_data(X)
-        labels, _ = _core.kmeans_assign(X, centers, None, False, resolve_n_jobs(self.n_jobs))
+        labels, _ = _core.kmeans_assign(_core_x(X), centers, None, False, resolve_n_jobs(self.n_jobs))
         return labels
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
@@ -233,7 +256,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def transform(self, X) -> np.ndarray:
         """Euclidean distance of each sample to each centre, (n_samples, n_clusters)."""
         X, centers = self._check_test_data(X)
-        return _core.kmeans_transform(X, centers, resolve_n_jobs(self.n_jobs))
+        return _core.kmeans_transform(_core_x(X), centers, resolve_n_jobs(self.n_jobs))
 
     def fit_transform(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit, then :meth:`transform` X."""
@@ -243,7 +266,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """Opposite of the (weighted) inertia of X against the fitted centres."""
         X, centers = self._check_test_data(X)
         sw = _check_sample_weight(sample_weight, X.shape[0])
-        _, inertia = _core.kmeans_assign(X, centers, sw, True, resolve_n_jobs(self.n_jobs))
+        _, inertia = _core.kmeans_assign(_core_x(X), centers, sw, True, resolve_n_jobs(self.n_jobs))
         return -float(inertia)
 
 
@@ -341,8 +364,8 @@ class KMeans(_BaseKMeans):
         if init_array is not None:
             return init_array
         if isinstance(init, str) and init == "k-means++":
-            idx = _core.kmeans_plusplus(X, sw, k, _n_local_trials(k), shift, seed, run, n_threads)
-            return np.ascontiguousarray(X[idx])
+            idx = _core.kmeans_plusplus(_core_x(X), sw, k, _n_local_trials(k), shift, seed, run, n_threads)
+            return _rows(X, idx)
         if isinstance(init, str) and init == "k-means||":
             return _kmeans_parallel_init(X, sw, k, seed, run, n_threads)
         # Per-run generators derived from the one seed: independent of threads.
@@ -350,8 +373,10 @@ class KMeans(_BaseKMeans):
         if isinstance(init, str) and init == "random":
             p = None if sw is None else sw / sw.sum()
             idx = rs.choice(X.shape[0], size=k, replace=False, p=p)
-            return np.ascontiguousarray(X[idx])
+            return _rows(X, idx)
         centers = init(X, k, random_state=rs)
+        if sp.issparse(centers):
+            centers = centers.toarray()
         centers = check_array(centers, dtype=X.dtype, copy=False, order="C")
         self._validate_center_shape(X, centers)
         return centers
@@ -361,8 +386,9 @@ class KMeans(_BaseKMeans):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 stays float32, other numbers become float64.
+            Sparse input is used as CSR, read chunk by chunk (never densified).
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples (used by k-means++/random init, the centre
@@ -373,7 +399,7 @@ class KMeans(_BaseKMeans):
         self : KMeans
         """
         self._check_params()
-        X = validate_data(self, X, dtype=_FLOATS, reset=True)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=True)
         n, _ = X.shape
         if n < self.n_clusters:
             raise ValueError(f"n_samples={n} should be >= n_clusters={self.n_clusters}.")
@@ -392,7 +418,7 @@ class KMeans(_BaseKMeans):
             if self.verbose:
                 print("Initialization complete")
             centers, labels, inertia, n_iter, strict = _core.kmeans_lloyd(
-                X, sw, centers0, shift, int(self.max_iter), tol, n_threads, self.algorithm == "elkan"
+                _core_x(X), sw, centers0, shift, int(self.max_iter), tol, n_threads, self.algorithm == "elkan"
             )
             if self.verbose:
                 how = "strict convergence" if strict else "stopped"
@@ -576,22 +602,24 @@ class MiniBatchKMeans(_BaseKMeans):
         init = self.init
         if self._init_size < X.shape[0]:
             idx = rs.randint(0, X.shape[0], self._init_size)
-            X = X[idx]
+            X = _rows(X, idx)
             sw = None if sw is None else sw[idx]
         if init_array is not None:
             return init_array
         if isinstance(init, str) and init == "k-means++":
             seed = int(rs.randint(np.iinfo(np.int32).max))
             shift, _ = _shift_and_tolerance(X, 0.0, n_threads)
-            idx = _core.kmeans_plusplus(X, sw, k, _n_local_trials(k), shift, seed, 0, n_threads)
-            return np.ascontiguousarray(X[idx])
+            idx = _core.kmeans_plusplus(_core_x(X), sw, k, _n_local_trials(k), shift, seed, 0, n_threads)
+            return _rows(X, idx)
         if isinstance(init, str) and init == "k-means||":
             return _kmeans_parallel_init(X, sw, k, int(rs.randint(np.iinfo(np.int32).max)), 0, n_threads)
         if isinstance(init, str) and init == "random":
             w = np.ones(X.shape[0]) if sw is None else sw
             idx = rs.choice(X.shape[0], size=k, replace=False, p=w / w.sum())
-            return np.ascontiguousarray(X[idx])
+            return _rows(X, idx)
         centers = init(X, k, random_state=rs)
+        if sp.issparse(centers):
+            centers = centers.toarray()
         centers = check_array(centers, dtype=X.dtype, copy=False, order="C")
         self._validate_center_shape(X, centers)
         return centers
@@ -673,7 +701,7 @@ class MiniBatchKMeans(_BaseKMeans):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 stays float32, other numbers become float64.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
@@ -685,7 +713,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self : MiniBatchKMeans
         """
         self._check_params()
-        X = validate_data(self, X, dtype=_FLOATS, reset=True)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=True)
         n_threads = resolve_n_jobs(self.n_jobs)
         self._check_params_vs_input(X, n_threads)
         rs = check_random_state(self.random_state)
@@ -696,7 +724,7 @@ class MiniBatchKMeans(_BaseKMeans):
 
         # Validation rows on which the inits compete (sklearn's draw order).
         valid = rs.randint(0, n, self._init_size)
-        X_valid, sw_valid = X[valid], (None if sw is None else sw[valid])
+        X_valid, sw_valid = _rows(X, valid), (None if sw is None else sw[valid])
         best_inertia = None
         for i in range(self._n_init):
             if self.verbose:
@@ -724,7 +752,7 @@ class MiniBatchKMeans(_BaseKMeans):
         step = 0
         for step in range(n_steps):
             idx = cdf.searchsorted(rs.random_sample(self._batch_size), side="right")
-            Xb = X[idx]
+            Xb = _rows(X, idx)  # a dense batch, also for CSR input
             # Batches are weight-aware draws, so the step uses unit weights.
             new, batch_inertia = self._mini_batch_step(Xb, None, centers, rs, self._random_reassign(), n_threads)
             diff = float(np.sum((new.astype(np.float64) - centers) ** 2)) if self._tol > 0.0 else 0.0
@@ -739,7 +767,7 @@ class MiniBatchKMeans(_BaseKMeans):
         # Seed of later partial_fit calls, drawn after the fit's own draws.
         self._seed = int(rs.randint(np.iinfo(np.int32).max))
         if self.compute_labels:
-            labels, inertia = _core.kmeans_assign(X, centers, sw, True, n_threads)
+            labels, inertia = _core.kmeans_assign(_core_x(X), centers, sw, True, n_threads)
             self.labels_, self.inertia_ = labels, float(inertia)
         else:
             ewa = self._ewa_inertia if self._ewa_inertia is not None else batch_inertia / self._batch_size
@@ -755,7 +783,7 @@ class MiniBatchKMeans(_BaseKMeans):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The batch.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
@@ -767,7 +795,9 @@ class MiniBatchKMeans(_BaseKMeans):
         """
         self._check_params()
         has_centers = hasattr(self, "cluster_centers_")
-        X = validate_data(self, X, dtype=_FLOATS, reset=not has_centers)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=not has_centers)
+        if sp.issparse(X):
+            X = X.toarray()  # one batch: the update works on dense rows
         n_threads = resolve_n_jobs(self.n_jobs)
         sw = _check_sample_weight(sample_weight, X.shape[0])
         self.n_steps_ = getattr(self, "n_steps_", 0)

@@ -261,6 +261,103 @@ impl Float for f32 {
 }
 
 // ---------------------------------------------------------------------------
+// Row access: a dense 2-D view (any strides) or a CSR matrix. Kernels read X
+// only row by row into dense buffers of at most one chunk, so CSR input is
+// never densified as a whole.
+
+/// Read access to the rows of X.
+pub trait Rows<T: Float>: Sync {
+    fn nrows(&self) -> usize;
+    fn ncols(&self) -> usize;
+    fn dim(&self) -> (usize, usize) {
+        (self.nrows(), self.ncols())
+    }
+    /// Row `i`, dense, into `out` (length `ncols`).
+    fn read_row(&self, i: usize, out: &mut [T]);
+}
+
+impl<T: Float> Rows<T> for ArrayView2<'_, T> {
+    fn nrows(&self) -> usize {
+        ArrayView2::nrows(self)
+    }
+    fn ncols(&self) -> usize {
+        ArrayView2::ncols(self)
+    }
+    #[inline]
+    fn read_row(&self, i: usize, out: &mut [T]) {
+        let row = self.row(i);
+        match row.as_slice() {
+            Some(src) => out.copy_from_slice(src),
+            None => out.iter_mut().zip(row.iter()).for_each(|(o, &v)| *o = v),
+        }
+    }
+}
+
+/// A CSR matrix (scipy's `data`, `indices`, `indptr`), checked on creation.
+#[derive(Debug, Clone, Copy)]
+pub struct Csr<'a, T> {
+    data: &'a [T],
+    indices: &'a [i64],
+    indptr: &'a [i64],
+    n_cols: usize,
+}
+
+impl<'a, T: Float> Csr<'a, T> {
+    pub fn new(
+        data: &'a [T],
+        indices: &'a [i64],
+        indptr: &'a [i64],
+        n_cols: usize,
+    ) -> Result<Self> {
+        let bad = |m: &str| Err(CoreError::invalid(format!("invalid CSR matrix: {m}")));
+        if indptr.is_empty() || indptr[0] != 0 {
+            return bad("indptr must start at 0");
+        }
+        if indptr.windows(2).any(|w| w[1] < w[0]) {
+            return bad("indptr must be non-decreasing");
+        }
+        let nnz = indptr[indptr.len() - 1];
+        if usize::try_from(nnz).ok() != Some(data.len()) || data.len() != indices.len() {
+            return bad("data, indices and indptr[-1] must have the same length");
+        }
+        if indices.iter().any(|&j| j < 0 || j as u64 >= n_cols as u64) {
+            return bad("column indices must be in [0, n_features)");
+        }
+        Ok(Csr {
+            data,
+            indices,
+            indptr,
+            n_cols,
+        })
+    }
+}
+
+impl<T: Float> Rows<T> for Csr<'_, T> {
+    fn nrows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    fn ncols(&self) -> usize {
+        self.n_cols
+    }
+    #[inline]
+    fn read_row(&self, i: usize, out: &mut [T]) {
+        out.iter_mut().for_each(|o| *o = T::ZERO);
+        let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
+        // Duplicate entries add up, as in scipy.
+        for (&j, &v) in self.indices[a..b].iter().zip(&self.data[a..b]) {
+            out[j as usize] = out[j as usize] + v;
+        }
+    }
+}
+
+/// Row `i` as a new vector (for the few rows picked as centres).
+fn row_vec<T: Float>(x: &impl Rows<T>, i: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.ncols()];
+    x.read_row(i, &mut out);
+    out
+}
+
+// ---------------------------------------------------------------------------
 // Small deterministic RNG (SplitMix64): one stream per (seed, run).
 
 /// SplitMix64: tiny, fast and good enough to draw seeding candidates.
@@ -289,8 +386,8 @@ impl SplitMix64 {
 // ---------------------------------------------------------------------------
 // Input checks shared by every entry point.
 
-fn check_dims<T>(
-    x: &ArrayView2<T>,
+fn check_dims<T: Float>(
+    x: &impl Rows<T>,
     shift: &[f64],
     weights: Option<&[f64]>,
 ) -> Result<(usize, usize)> {
@@ -377,25 +474,16 @@ impl<T: Float> Panels<T> {
 
 /// Rows `r0..r1` of X, shifted and converted to the compute type, row-major,
 /// zero-padded to a multiple of `MR` rows.
-fn pack_rows<T: Float>(x: &ArrayView2<T>, r0: usize, r1: usize, shift: &[f64], buf: &mut Vec<T>) {
+fn pack_rows<T: Float>(x: &impl Rows<T>, r0: usize, r1: usize, shift: &[f64], buf: &mut Vec<T>) {
     let d = shift.len();
     let rows = r1 - r0;
     let padded = rows.div_ceil(MR) * MR;
     buf.clear();
     buf.resize(padded * d, T::ZERO);
     for (i, dst) in buf.chunks_exact_mut(d).take(rows).enumerate() {
-        let row = x.row(r0 + i);
-        match row.as_slice() {
-            Some(src) => {
-                for ((o, &v), &s) in dst.iter_mut().zip(src).zip(shift) {
-                    *o = T::from_f64(v.to_f64() - s);
-                }
-            }
-            None => {
-                for ((o, &v), &s) in dst.iter_mut().zip(row.iter()).zip(shift) {
-                    *o = T::from_f64(v.to_f64() - s);
-                }
-            }
+        x.read_row(r0 + i, dst);
+        for (o, &s) in dst.iter_mut().zip(shift) {
+            *o = T::from_f64(o.to_f64() - s);
         }
     }
 }
@@ -701,7 +789,7 @@ pub struct LloydStats {
 /// `centers` are shifted (x - shift), k x d row-major.
 #[allow(clippy::too_many_arguments)]
 pub fn lloyd_pass<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     shift: &[f64],
     centers: &[f64],
@@ -775,7 +863,7 @@ pub fn lloyd_pass<T: Float>(
 
 /// Squared distance of each row (shifted) to the centre of its label, f64.
 fn label_distances<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     shift: &[f64],
     centers: &[f64],
     labels: &[i32],
@@ -788,8 +876,9 @@ fn label_distances<T: Float>(
         .enumerate()
         .try_for_each(|(c, (o, l))| {
             cancel.check()?;
+            let mut row = vec![T::ZERO; d];
             for (i, (o, &l)) in o.iter_mut().zip(l).enumerate() {
-                let row = x.row(c * CHUNK + i);
+                x.read_row(c * CHUNK + i, &mut row);
                 let cen = centers
                     .get(l as usize * d..(l as usize + 1) * d)
                     .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
@@ -814,7 +903,7 @@ fn label_distances<T: Float>(
 /// empty one. Nothing happens when every point sits on its centre.
 #[allow(clippy::too_many_arguments)]
 pub fn relocate_empty<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     shift: &[f64],
     old_centers: &[f64],
@@ -845,7 +934,7 @@ pub fn relocate_empty<T: Float>(
     for (&new_id, &far) in empty.iter().zip(&order) {
         let w = weights.map_or(1.0, |w| w[far]);
         let old_id = labels[far] as usize;
-        let row = x.row(far);
+        let row = row_vec(x, far);
         for (f, (&v, &s)) in row.iter().zip(shift).enumerate() {
             let val = T::from_f64(v.to_f64() - s).to_f64() * w;
             stats.sums[old_id * d + f] -= val;
@@ -944,7 +1033,7 @@ fn half_separation(ct: &[f64], k: usize, d: usize) -> Vec<f64> {
 /// order from the same values), are bit-identical to [`lloyd_pass`]'s.
 #[allow(clippy::too_many_arguments)]
 pub fn hamerly_pass<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     shift: &[f64],
     centers: &[f64],
@@ -1128,7 +1217,7 @@ pub struct KMeansRun<T> {
 /// exactly as [`assign`] does, so `predict(X_train) == labels`.
 #[allow(clippy::too_many_arguments)]
 pub fn lloyd<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     init: &[T],
     k: usize,
@@ -1144,7 +1233,7 @@ pub fn lloyd<T: Float>(
 /// iteration count, fewer distance computations once centres settle.
 #[allow(clippy::too_many_arguments)]
 pub fn hamerly<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     init: &[T],
     k: usize,
@@ -1158,7 +1247,7 @@ pub fn hamerly<T: Float>(
 
 #[allow(clippy::too_many_arguments)]
 fn kmeans_run<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     init: &[T],
     k: usize,
@@ -1240,7 +1329,7 @@ pub fn centers_mean<T: Float>(centers: &[T], k: usize, d: usize) -> Vec<f64> {
 /// squared distances to it, computed exactly as `sum (x - c)^2` in f64.
 /// `centers` in original coordinates; `shift` only steers accuracy.
 pub fn assign<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     centers: &[T],
     k: usize,
@@ -1266,7 +1355,7 @@ pub fn assign<T: Float>(
 
 /// `sum_i w_i ||x_i - c_{label_i}||^2` in f64, fixed-order chunk reduction.
 pub fn inertia<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     centers: &[T],
     labels: &[i32],
@@ -1279,13 +1368,14 @@ pub fn inertia<T: Float>(
         .map(|(c, l)| {
             cancel.check()?;
             let mut acc = 0.0;
+            let mut row = vec![T::ZERO; d];
             for (i, &l) in l.iter().enumerate() {
                 let r = c * CHUNK + i;
                 let cen = centers
                     .get(l as usize * d..(l as usize + 1) * d)
                     .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
-                let s: f64 = x
-                    .row(r)
+                x.read_row(r, &mut row);
+                let s: f64 = row
                     .iter()
                     .zip(cen)
                     .map(|(&a, &b)| {
@@ -1304,7 +1394,7 @@ pub fn inertia<T: Float>(
 /// Euclidean distance of every row to every centre (n x k, row-major),
 /// computed as `sqrt(sum (x - c)^2)` in f64 and returned in X's dtype.
 pub fn transform<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     centers: &[T],
     k: usize,
     cancel: &Cancel,
@@ -1316,8 +1406,9 @@ pub fn transform<T: Float>(
         .enumerate()
         .try_for_each(|(c, o)| {
             cancel.check()?;
+            let mut row = vec![T::ZERO; d];
             for (i, orow) in o.chunks_exact_mut(k).enumerate() {
-                let row = x.row(c * CHUNK + i);
+                x.read_row(c * CHUNK + i, &mut row);
                 for (dst, cen) in orow.iter_mut().zip(centers.chunks_exact(d)) {
                     let s: f64 = row
                         .iter()
@@ -1339,7 +1430,7 @@ pub fn transform<T: Float>(
 /// fixed-order chunk reductions: independent of memory layout and threads.
 /// The means are the shift of [`lloyd`]; the variances give sklearn's
 /// tolerance (`tol * mean(var)`).
-pub fn column_stats<T: Float>(x: &ArrayView2<T>, cancel: &Cancel) -> Result<(Vec<f64>, Vec<f64>)> {
+pub fn column_stats<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = x.dim();
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(
@@ -1352,8 +1443,10 @@ pub fn column_stats<T: Float>(x: &ArrayView2<T>, cancel: &Cancel) -> Result<(Vec
             .map(|c| {
                 cancel.check()?;
                 let mut acc = vec![0.0; d];
+                let mut row = vec![T::ZERO; d];
                 for r in c * CHUNK..((c + 1) * CHUNK).min(n) {
-                    for (a, (f, &v)) in acc.iter_mut().zip(x.row(r).iter().enumerate()) {
+                    x.read_row(r, &mut row);
+                    for (a, (f, &v)) in acc.iter_mut().zip(row.iter().enumerate()) {
                         let v = v.to_f64();
                         *a += match center {
                             Some(m) => (v - m[f]) * (v - m[f]),
@@ -1408,7 +1501,7 @@ fn search_mass(chunk_totals: &[f64], mass: &[f64], target: f64) -> usize {
 /// chosen row indices. Distances use the expansion on shifted rows.
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_plusplus<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     k: usize,
     n_trials: usize,
@@ -1428,7 +1521,7 @@ pub fn kmeans_plusplus<T: Float>(
     let mut rng = SplitMix64::new(seed, stream);
     let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
     let shifted_row = |i: usize| -> Vec<f64> {
-        x.row(i)
+        row_vec(x, i)
             .iter()
             .zip(shift)
             .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
@@ -1558,7 +1651,7 @@ pub fn kmeans_plusplus<T: Float>(
 /// folded into `closest` (`min`). The kernel picks the centre; the squared
 /// distance to it is then computed exactly in f64.
 fn fold_closest<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     shift: &[f64],
     cands: &[usize],
     closest: &mut [f64],
@@ -1568,7 +1661,7 @@ fn fold_closest<T: Float>(
     let cvals: Vec<f64> = cands
         .iter()
         .flat_map(|&i| {
-            x.row(i)
+            row_vec(x, i)
                 .iter()
                 .zip(shift)
                 .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
@@ -1616,7 +1709,7 @@ fn fold_closest<T: Float>(
 /// returned (the first rows not drawn fill up when too few were).
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_parallel<T: Float>(
-    x: &ArrayView2<T>,
+    x: &impl Rows<T>,
     weights: Option<&[f64]>,
     k: usize,
     rounds: usize,
@@ -1670,7 +1763,7 @@ pub fn kmeans_parallel<T: Float>(
             })
             .collect();
         let psi: f64 = parts.iter().sum();
-        if !(psi > 0.0) {
+        if psi.is_nan() || psi <= 0.0 {
             break; // every row sits on a candidate
         }
         let picks: Vec<Vec<usize>> = closest
@@ -1717,7 +1810,7 @@ pub fn kmeans_parallel<T: Float>(
     let cvals: Vec<f64> = chosen
         .iter()
         .flat_map(|&i| {
-            x.row(i)
+            row_vec(x, i)
                 .iter()
                 .zip(shift)
                 .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
@@ -1946,6 +2039,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(idx.len(), 5);
+    }
+
+    #[test]
+    fn csr_rows_give_the_dense_results() {
+        let mut x = many_blobs(1500, 9, 6, 2, 0.0);
+        x.mapv_inplace(|v| if v < 20.0 { 0.0 } else { v });
+        let (mut data, mut indices, mut indptr) = (Vec::new(), Vec::new(), vec![0i64]);
+        for r in x.rows() {
+            for (j, &v) in r.iter().enumerate() {
+                if v != 0.0 {
+                    data.push(v);
+                    indices.push(j as i64);
+                }
+            }
+            indptr.push(data.len() as i64);
+        }
+        let csr = Csr::new(&data, &indices, &indptr, 9).unwrap();
+        let c = Cancel::new();
+        let (shift, var) = column_stats(&x.view(), &c).unwrap();
+        assert_eq!(column_stats(&csr, &c).unwrap(), (shift.clone(), var));
+        let init: Vec<f64> = (0..6).flat_map(|j| x.row(j * 97).to_vec()).collect();
+        let a = hamerly(&x.view(), None, &init, 6, &shift, 40, 0.0, &c).unwrap();
+        let b = hamerly(&csr, None, &init, 6, &shift, 40, 0.0, &c).unwrap();
+        assert_eq!((a.labels, a.centers.clone()), (b.labels, b.centers));
+        assert_eq!(
+            transform(&x.view(), &a.centers, 6, &c).unwrap(),
+            transform(&csr, &a.centers, 6, &c).unwrap()
+        );
+        // Malformed CSR: errors, not panics.
+        assert!(Csr::new(&data, &indices, &indptr[1..], 9).is_err());
+        assert!(Csr::new(&data, &indices, &indptr, 3).is_err());
+        assert!(Csr::new(&data[1..], &indices[1..], &indptr, 9).is_err());
+        assert!(Csr::<f64>::new(&[], &[], &[0, 1], 2).is_err());
+        assert!(Csr::<f64>::new(&[1.0], &[-1], &[0, 1], 2).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! k-means kernels for Python: convert, release the GIL, call the core.
 
-use ferromine_core::kmeans::{self, Float};
+use ferromine_core::kmeans::{self, Csr, Float, Rows};
 use ferromine_core::CoreError;
 use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -25,6 +25,43 @@ fn weights_slice<'a>(w: &'a Option<PyReadonlyArray1<'_, f64>>) -> PyResult<Optio
     w.as_ref()
         .map(|w| f64_slice(w, "sample_weight"))
         .transpose()
+}
+
+/// X: a dense 2-D array (any strides) or a CSR matrix passed as
+/// `(data, indices (int64), indptr (int64), n_features)`.
+#[derive(FromPyObject)]
+pub enum Data<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+    CsrF64(
+        PyReadonlyArray1<'py, f64>,
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray1<'py, i64>,
+        usize,
+    ),
+    CsrF32(
+        PyReadonlyArray1<'py, f32>,
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray1<'py, i64>,
+        usize,
+    ),
+}
+
+fn csr<'a, T: Float + numpy::Element>(
+    data: &'a PyReadonlyArray1<'_, T>,
+    indices: &'a PyReadonlyArray1<'_, i64>,
+    indptr: &'a PyReadonlyArray1<'_, i64>,
+    n_cols: usize,
+) -> PyResult<Csr<'a, T>> {
+    let sl = |r: Result<&'a [i64], _>, what: &str| {
+        r.map_err(|_| PyValueError::new_err(format!("CSR {what} must be a contiguous int64 array")))
+    };
+    let d = data
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("CSR data must be a contiguous array"))?;
+    let i = sl(indices.as_slice(), "indices")?;
+    let p = sl(indptr.as_slice(), "indptr")?;
+    Csr::new(d, i, p, n_cols).map_err(crate::errors::to_pyerr)
 }
 
 /// Row-major copy of a (small) centre array.
@@ -64,7 +101,7 @@ type LloydOut<'py> = (
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_lloyd<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     sample_weight: Option<PyReadonlyArray1<'py, f64>>,
     init: Dense<'py>,
     shift: PyReadonlyArray1<'py, f64>,
@@ -77,7 +114,7 @@ pub fn kmeans_lloyd<'py>(
     let s = f64_slice(&shift, "shift")?;
     macro_rules! go {
         ($x:expr, $c:expr) => {{
-            let xv = $x.as_array();
+            let xv = $x;
             let d = xv.ncols();
             let (c, k) = centers_vec($c.as_array());
             let r = run(py, threads(n_threads), |cancel| {
@@ -97,8 +134,10 @@ pub fn kmeans_lloyd<'py>(
         }};
     }
     Ok(match (&x, &init) {
-        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
-        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        (Data::F64(x), Dense::F64(c)) => go!(x.as_array(), c),
+        (Data::F32(x), Dense::F32(c)) => go!(x.as_array(), c),
+        (Data::CsrF64(v, i, p, m), Dense::F64(c)) => go!(csr(v, i, p, *m)?, c),
+        (Data::CsrF32(v, i, p, m), Dense::F32(c)) => go!(csr(v, i, p, *m)?, c),
         _ => return Err(dtype_mismatch()),
     })
 }
@@ -109,7 +148,7 @@ pub fn kmeans_lloyd<'py>(
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_plusplus<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     sample_weight: Option<PyReadonlyArray1<'py, f64>>,
     n_clusters: usize,
     n_trials: usize,
@@ -122,15 +161,17 @@ pub fn kmeans_plusplus<'py>(
     let s = f64_slice(&shift, "shift")?;
     macro_rules! go {
         ($x:expr) => {{
-            let xv = $x.as_array();
+            let xv = $x;
             run(py, threads(n_threads), |cancel| {
                 kmeans::kmeans_plusplus(&xv, w, n_clusters, n_trials, s, seed, stream, cancel)
             })?
         }};
     }
     let idx = match &x {
-        Dense::F64(x) => go!(x),
-        Dense::F32(x) => go!(x),
+        Data::F64(x) => go!(x.as_array()),
+        Data::F32(x) => go!(x.as_array()),
+        Data::CsrF64(v, i, p, m) => go!(csr(v, i, p, *m)?),
+        Data::CsrF32(v, i, p, m) => go!(csr(v, i, p, *m)?),
     };
     let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
     Ok(idx.into_pyarray(py))
@@ -142,7 +183,7 @@ pub fn kmeans_plusplus<'py>(
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_parallel<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     sample_weight: Option<PyReadonlyArray1<'py, f64>>,
     n_clusters: usize,
     rounds: usize,
@@ -151,12 +192,12 @@ pub fn kmeans_parallel<'py>(
     seed: u64,
     stream: u64,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<(Bound<'py, PyArray1<i64>>, F64Array<'py>)> {
     let w = weights_slice(&sample_weight)?;
     let s = f64_slice(&shift, "shift")?;
     macro_rules! go {
         ($x:expr) => {{
-            let xv = $x.as_array();
+            let xv = $x;
             run(py, threads(n_threads), |cancel| {
                 kmeans::kmeans_parallel(
                     &xv,
@@ -173,8 +214,10 @@ pub fn kmeans_parallel<'py>(
         }};
     }
     let (idx, wts) = match &x {
-        Dense::F64(x) => go!(x),
-        Dense::F32(x) => go!(x),
+        Data::F64(x) => go!(x.as_array()),
+        Data::F32(x) => go!(x.as_array()),
+        Data::CsrF64(v, i, p, m) => go!(csr(v, i, p, *m)?),
+        Data::CsrF32(v, i, p, m) => go!(csr(v, i, p, *m)?),
     };
     let idx: Vec<i64> = idx.into_iter().map(|i| i as i64).collect();
     Ok((idx.into_pyarray(py), wts.into_pyarray(py)))
@@ -185,7 +228,7 @@ pub fn kmeans_parallel<'py>(
 #[pyo3(signature = (x, centers, sample_weight=None, with_inertia=true, n_threads=None))]
 pub fn kmeans_assign<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     centers: Dense<'py>,
     sample_weight: Option<PyReadonlyArray1<'py, f64>>,
     with_inertia: bool,
@@ -194,7 +237,7 @@ pub fn kmeans_assign<'py>(
     let w = weights_slice(&sample_weight)?;
     macro_rules! go {
         ($x:expr, $c:expr) => {{
-            let xv = $x.as_array();
+            let xv = $x;
             let d = xv.ncols();
             let (c, k) = centers_vec($c.as_array());
             let shift = kmeans::centers_mean(&c, k, d);
@@ -204,8 +247,10 @@ pub fn kmeans_assign<'py>(
         }};
     }
     let (labels, inertia) = match (&x, &centers) {
-        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
-        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        (Data::F64(x), Dense::F64(c)) => go!(x.as_array(), c),
+        (Data::F32(x), Dense::F32(c)) => go!(x.as_array(), c),
+        (Data::CsrF64(v, i, p, m), Dense::F64(c)) => go!(csr(v, i, p, *m)?, c),
+        (Data::CsrF32(v, i, p, m), Dense::F32(c)) => go!(csr(v, i, p, *m)?, c),
         _ => return Err(dtype_mismatch()),
     };
     Ok((labels.into_pyarray(py), inertia))
@@ -216,13 +261,13 @@ pub fn kmeans_assign<'py>(
 #[pyo3(signature = (x, centers, n_threads=None))]
 pub fn kmeans_transform<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     centers: Dense<'py>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     macro_rules! go {
         ($x:expr, $c:expr) => {{
-            let xv = $x.as_array();
+            let xv = $x;
             let n = xv.nrows();
             let (c, k) = centers_vec($c.as_array());
             let out = run(py, threads(n_threads), |cancel| {
@@ -232,8 +277,10 @@ pub fn kmeans_transform<'py>(
         }};
     }
     Ok(match (&x, &centers) {
-        (Dense::F64(x), Dense::F64(c)) => go!(x, c),
-        (Dense::F32(x), Dense::F32(c)) => go!(x, c),
+        (Data::F64(x), Dense::F64(c)) => go!(x.as_array(), c),
+        (Data::F32(x), Dense::F32(c)) => go!(x.as_array(), c),
+        (Data::CsrF64(v, i, p, m), Dense::F64(c)) => go!(csr(v, i, p, *m)?, c),
+        (Data::CsrF32(v, i, p, m), Dense::F32(c)) => go!(csr(v, i, p, *m)?, c),
         _ => return Err(dtype_mismatch()),
     })
 }
@@ -245,22 +292,22 @@ type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 #[pyo3(signature = (x, n_threads=None))]
 pub fn kmeans_column_stats<'py>(
     py: Python<'py>,
-    x: Dense<'py>,
+    x: Data<'py>,
     n_threads: Option<usize>,
 ) -> PyResult<(F64Array<'py>, F64Array<'py>)> {
+    macro_rules! go {
+        ($x:expr) => {{
+            let xv = $x;
+            run(py, threads(n_threads), |cancel| {
+                kmeans::column_stats(&xv, cancel)
+            })?
+        }};
+    }
     let (m, v) = match &x {
-        Dense::F64(x) => {
-            let xv = x.as_array();
-            run(py, threads(n_threads), |cancel| {
-                kmeans::column_stats(&xv, cancel)
-            })?
-        }
-        Dense::F32(x) => {
-            let xv = x.as_array();
-            run(py, threads(n_threads), |cancel| {
-                kmeans::column_stats(&xv, cancel)
-            })?
-        }
+        Data::F64(x) => go!(x.as_array()),
+        Data::F32(x) => go!(x.as_array()),
+        Data::CsrF64(v, i, p, m) => go!(csr(v, i, p, *m)?),
+        Data::CsrF32(v, i, p, m) => go!(csr(v, i, p, *m)?),
     };
     Ok((m.into_pyarray(py), v.into_pyarray(py)))
 }
