@@ -319,11 +319,16 @@ pub struct GrowParams {
 /// Numbers a tree can be grown from and scored on.
 pub trait Value: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
+    /// A slice of these, as the type it is.
+    fn native(s: &[Self]) -> Native<'_>;
 }
 impl Value for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    fn native(s: &[f64]) -> Native<'_> {
+        Native::F64(s)
     }
 }
 impl Value for f32 {
@@ -331,6 +336,16 @@ impl Value for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn native(s: &[f32]) -> Native<'_> {
+        Native::F32(s)
+    }
+}
+
+/// A row-major dense matrix in its own dtype (scored without converting).
+#[derive(Debug, Clone, Copy)]
+pub enum Native<'a> {
+    F64(&'a [f64]),
+    F32(&'a [f32]),
 }
 
 /// Index types of a sparse matrix (scipy uses int32 or int64).
@@ -362,6 +377,10 @@ pub trait Rows: Sync {
     /// The sample `rows` x `features`, converted to f64, column-major
     /// (`features.len()` columns of `rows.len()` values).
     fn gather(&self, rows: &[usize], features: &[usize]) -> Vec<f64>;
+    /// All values, row-major, when stored that way.
+    fn native(&self) -> Option<Native<'_>> {
+        None
+    }
 }
 
 impl<T: Value> Rows for ArrayView2<'_, T> {
@@ -383,6 +402,9 @@ impl<T: Value> Rows for ArrayView2<'_, T> {
             cols.extend(rows.iter().map(|&r| col[r].to_f64()));
         }
         cols
+    }
+    fn native(&self) -> Option<Native<'_>> {
+        self.as_slice().map(T::native)
     }
 }
 
@@ -931,6 +953,8 @@ pub struct Packed {
     /// Per tree: root index and the number of levels to walk.
     trees: Vec<(u32, u32)>,
     n_features: usize,
+    /// The same trees as complete binary trees, when shallow enough.
+    implicit: Option<Implicit>,
 }
 
 impl Packed {
@@ -1058,12 +1082,249 @@ pub fn pack(f: &ForestArrays<'_>, n_features: usize) -> Result<Packed> {
         }
         trees.push((base as u32, levels));
     }
-    Ok(Packed {
+    let mut packed = Packed {
         nodes,
         values,
         trees,
         n_features,
-    })
+        implicit: None,
+    };
+    packed.implicit = Implicit::build(&packed);
+    Ok(packed)
+}
+
+// ---------------------------------------------------------------------------
+// Scoring shallow forests: implicit complete trees.
+//
+// Every tree is stored as a complete binary tree of the forest's depth `D`
+// (slot `i` has children `2i + 1` and `2i + 2`). A leaf above depth `D` is
+// continued by "always left" slots (threshold +inf, NaN left), so every row
+// takes exactly `D` steps with no loop exit and no child index to load; the
+// `2^D` slots past the last level index a table of the real leaves' values.
+// It ends in the same leaf as the node walk, so the sums are bit-identical.
+
+/// Deepest forest scored this way: `2^D` slots per tree stay in L1.
+const IMPLICIT_MAX_DEPTH: u32 = 10;
+
+/// Rows walked through a tree side by side in the implicit layout.
+const ILANES: usize = 16;
+
+/// A split slot: `x > thr` goes right. `thr` in the input's own type.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+struct Slot<E> {
+    thr: E,
+    feat: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Implicit {
+    depth: u32,
+    /// `2^depth` slots per tree (the last one unused), tree after tree.
+    s64: Vec<Slot<f64>>,
+    /// The same slots for float32 rows (thresholds rounded down, see
+    /// [`round_down_f32`]).
+    s32: Vec<Slot<f32>>,
+    /// Per slot: 1 when NaN goes right.
+    nan_right: Vec<u8>,
+    any_nan_right: bool,
+    /// `2^depth` leaf path values per tree.
+    leaf: Vec<f64>,
+}
+
+/// The largest f32 at most `t`: for every f32 `x`, `x > round_down_f32(t)`
+/// exactly when `x as f64 > t`, so float32 rows compare without converting.
+fn round_down_f32(t: f64) -> f32 {
+    let r = t as f32;
+    if (r as f64) > t {
+        // `t` lies between two f32 (or below -f32::MAX): step down one.
+        if r == f32::INFINITY {
+            f32::MAX
+        } else if r == -f32::MAX {
+            f32::NEG_INFINITY
+        } else if r == 0.0 {
+            -f32::from_bits(1)
+        } else if r > 0.0 {
+            f32::from_bits(r.to_bits() - 1)
+        } else {
+            f32::from_bits(r.to_bits() + 1)
+        }
+    } else {
+        r
+    }
+}
+
+impl Implicit {
+    /// Lay the packed trees out as complete trees, or `None` when too deep.
+    fn build(p: &Packed) -> Option<Implicit> {
+        let depth = p.trees.iter().map(|t| t.1).max()?;
+        if depth > IMPLICIT_MAX_DEPTH {
+            return None;
+        }
+        let n = 1usize << depth;
+        let t = p.trees.len();
+        let mut im = Implicit {
+            depth,
+            s64: vec![Slot::default(); n * t],
+            s32: vec![Slot::default(); n * t],
+            nan_right: vec![0; n * t],
+            any_nan_right: false,
+            leaf: vec![0.0; n * t],
+        };
+        // (node, slot, level); a leaf node fills its whole subtree.
+        let mut stack: Vec<(usize, usize, u32)> = Vec::with_capacity(2 * depth as usize + 2);
+        for (k, &(root, _)) in p.trees.iter().enumerate() {
+            let base = k * n;
+            stack.push((root as usize, 0, 0));
+            while let Some((node, slot, level)) = stack.pop() {
+                let nd = p.nodes.get(node)?;
+                if level == depth {
+                    // A node at the forest's depth is a leaf of its tree.
+                    im.leaf[base + slot - (n - 1)] = *p.values.get(node)?;
+                    continue;
+                }
+                let is_leaf = nd.next as usize == node;
+                let (thr, feat, nr, l, r) = if is_leaf {
+                    (f64::INFINITY, 0u32, 0u8, node, node)
+                } else {
+                    let nr = (nd.feature & NAN_RIGHT != 0) as u8;
+                    let l = nd.next as usize;
+                    (nd.threshold, nd.feature & !NAN_RIGHT, nr, l, l + 1)
+                };
+                im.s64[base + slot] = Slot { thr, feat };
+                im.s32[base + slot] = Slot {
+                    thr: round_down_f32(thr),
+                    feat,
+                };
+                im.nan_right[base + slot] = nr;
+                im.any_nan_right |= nr != 0;
+                stack.push((r, 2 * slot + 2, level + 1));
+                stack.push((l, 2 * slot + 1, level + 1));
+            }
+        }
+        Some(im)
+    }
+}
+
+/// A number the implicit walk compares.
+trait Elem: Copy + PartialOrd + Send + Sync {
+    fn nan(self) -> bool;
+    fn slots(im: &Implicit) -> &[Slot<Self>];
+}
+impl Elem for f64 {
+    #[inline(always)]
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn slots(im: &Implicit) -> &[Slot<f64>] {
+        &im.s64
+    }
+}
+impl Elem for f32 {
+    #[inline(always)]
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn slots(im: &Implicit) -> &[Slot<f32>] {
+        &im.s32
+    }
+}
+
+/// Walk `ILANES` rows (offsets into `x`) through one complete tree of `N`
+/// slots; return each row's leaf (0..N). `NAN`: honour NaN-goes-right slots
+/// (without it NaN goes left everywhere, right for rows free of NaN or
+/// forests without such slots).
+#[inline(always)]
+fn walk_implicit<E: Elem, const N: usize, const NAN: bool>(
+    slots: &[Slot<E>; N],
+    nan_right: &[u8; N],
+    x: &[E],
+    offs: &[usize; ILANES],
+) -> [usize; ILANES] {
+    let mut at = [0usize; ILANES];
+    for _ in 0..N.trailing_zeros() {
+        for lane in 0..ILANES {
+            // Below N - 1 before the last step; the mask proves it in range.
+            let i = at[lane] & (N - 1);
+            let s = slots[i];
+            let v = x[offs[lane] + s.feat as usize];
+            let mut right = (v > s.thr) as usize;
+            if NAN {
+                right |= v.nan() as usize & nan_right[i] as usize;
+            }
+            at[lane] = 2 * i + 1 + right;
+        }
+    }
+    at.map(|a| a.wrapping_sub(N - 1) & (N - 1))
+}
+
+/// Add the path length of rows `r0..r0 + acc.len()` of the row-major `x`
+/// (`d` values a row) in every tree, in tree order, to `acc`.
+fn score_implicit_n<E: Elem, const N: usize>(
+    im: &Implicit,
+    x: &[E],
+    d: usize,
+    r0: usize,
+    acc: &mut [f64],
+) -> Result<()> {
+    let rows = acc.len();
+    if rows == 0 {
+        return Ok(());
+    }
+    let span = x
+        .get(r0 * d..(r0 + rows) * d)
+        .ok_or_else(|| CoreError::Internal("tile outside the data".into()))?;
+    let nan = im.any_nan_right && span.iter().any(|v| v.nan());
+    let bad = || CoreError::Internal("implicit forest layout".into());
+    let slots = E::slots(im);
+    for ((s, nr), leaf) in slots
+        .chunks_exact(N)
+        .zip(im.nan_right.chunks_exact(N))
+        .zip(im.leaf.chunks_exact(N))
+    {
+        let s: &[Slot<E>; N] = s.try_into().map_err(|_| bad())?;
+        let nr: &[u8; N] = nr.try_into().map_err(|_| bad())?;
+        let leaf: &[f64; N] = leaf.try_into().map_err(|_| bad())?;
+        let mut start = 0;
+        while start < rows {
+            let width = ILANES.min(rows - start);
+            let offs: [usize; ILANES] =
+                std::array::from_fn(|l| (r0 + start + l.min(width - 1)) * d);
+            let at = if nan {
+                walk_implicit::<E, N, true>(s, nr, x, &offs)
+            } else {
+                walk_implicit::<E, N, false>(s, nr, x, &offs)
+            };
+            for (a, &pos) in acc[start..start + width].iter_mut().zip(&at) {
+                *a += leaf[pos];
+            }
+            start += width;
+        }
+    }
+    Ok(())
+}
+
+fn score_implicit<E: Elem>(
+    im: &Implicit,
+    x: &[E],
+    d: usize,
+    r0: usize,
+    acc: &mut [f64],
+) -> Result<()> {
+    match im.depth {
+        0 => score_implicit_n::<E, 1>(im, x, d, r0, acc),
+        1 => score_implicit_n::<E, 2>(im, x, d, r0, acc),
+        2 => score_implicit_n::<E, 4>(im, x, d, r0, acc),
+        3 => score_implicit_n::<E, 8>(im, x, d, r0, acc),
+        4 => score_implicit_n::<E, 16>(im, x, d, r0, acc),
+        5 => score_implicit_n::<E, 32>(im, x, d, r0, acc),
+        6 => score_implicit_n::<E, 64>(im, x, d, r0, acc),
+        7 => score_implicit_n::<E, 128>(im, x, d, r0, acc),
+        8 => score_implicit_n::<E, 256>(im, x, d, r0, acc),
+        9 => score_implicit_n::<E, 512>(im, x, d, r0, acc),
+        10 => score_implicit_n::<E, 1024>(im, x, d, r0, acc),
+        _ => Err(CoreError::Internal("implicit forest too deep".into())),
+    }
 }
 
 /// Rows walked through a tree side by side: independent walks hide the
@@ -1138,10 +1399,28 @@ fn check_width(d: usize, forest: &Packed) -> Result<()> {
 }
 
 /// Score the rows `r0..r0 + acc.len()` of `x` into `acc` (one tile).
-fn score_rows<S: Rows>(x: &S, r0: usize, forest: &Packed, buf: &mut Vec<f64>, acc: &mut [f64]) {
+fn score_rows<S: Rows>(
+    x: &S,
+    r0: usize,
+    forest: &Packed,
+    buf: &mut Vec<f64>,
+    acc: &mut [f64],
+) -> Result<()> {
+    let d = x.n_cols();
+    if let Some(im) = &forest.implicit {
+        match x.native() {
+            Some(Native::F32(v)) => return score_implicit(im, v, d, r0, acc),
+            Some(Native::F64(v)) => return score_implicit(im, v, d, r0, acc),
+            None => {}
+        }
+    }
     buf.clear();
     x.dense_rows(r0, r0 + acc.len(), buf);
-    score_tile(forest, buf, x.n_cols(), acc);
+    if let Some(im) = &forest.implicit {
+        return score_implicit(im, buf, d, 0, acc);
+    }
+    score_tile(forest, buf, d, acc);
+    Ok(())
 }
 
 /// Sum over trees (in tree order) of the path length of every row of `x`.
@@ -1156,8 +1435,7 @@ pub fn path_length_sums<S: Rows>(x: S, forest: &Packed, cancel: &Cancel) -> Resu
         || Vec::<f64>::with_capacity(tile * d),
         |buf, (t, acc)| -> Result<()> {
             cancel.check()?;
-            score_rows(&x, t * tile, forest, buf, acc);
-            Ok(())
+            score_rows(&x, t * tile, forest, buf, acc)
         },
     )?;
     Ok(out)
@@ -1172,7 +1450,7 @@ pub fn path_length_sums_serial<S: Rows>(x: S, forest: &Packed) -> Result<Vec<f64
     let tile = tile_rows(d);
     let mut buf = Vec::with_capacity(tile.min(n) * d);
     for (t, acc) in out.chunks_mut(tile).enumerate() {
-        score_rows(&x, t * tile, forest, &mut buf, acc);
+        score_rows(&x, t * tile, forest, &mut buf, acc)?;
     }
     Ok(out)
 }
@@ -1565,6 +1843,158 @@ mod tests {
             let row: Vec<f64> = x.row(i).to_vec();
             let want: f64 = trees.iter().map(|t| walk(t, &row)).sum();
             assert_eq!(*s, want, "row {i}");
+        }
+    }
+
+    /// A random tree in sklearn's depth-first layout over `d` features:
+    /// leaves at every depth up to `max_depth`, thresholds on data values,
+    /// between two f32 or infinite, NaN going either way.
+    fn random_tree(rng: &mut Rng, d: usize, max_depth: usize, pool: &[f64]) -> Tree {
+        fn grow(rng: &mut Rng, t: &mut Tree, d: usize, depth: usize, max: usize, pool: &[f64]) {
+            let i = t.feature.len();
+            t.value.push(rng.uniform() * 20.0);
+            t.n_node_samples.push(1);
+            t.missing_go_to_left.push(rng.coin() as u8);
+            if depth == max || (depth > 0 && rng.below(4) == 0) {
+                t.feature.push(TREE_UNDEFINED);
+                t.threshold.push(-2.0);
+                t.children_left.push(TREE_LEAF);
+                t.children_right.push(TREE_LEAF);
+                return;
+            }
+            t.feature.push(rng.below(d) as i32);
+            let v = pool[rng.below(pool.len())];
+            let th = match rng.below(6) {
+                0 => f64::INFINITY,
+                1 => f64::NEG_INFINITY,
+                2 => (v as f32) as f64 + 1e-12, // between two f32
+                3 => f64::from(f32::MAX) * 1.5,
+                _ => v,
+            };
+            t.threshold.push(th);
+            t.children_left.push(0);
+            t.children_right.push(0);
+            let l = t.feature.len();
+            grow(rng, t, d, depth + 1, max, pool);
+            let r = t.feature.len();
+            grow(rng, t, d, depth + 1, max, pool);
+            t.children_left[i] = l as i32;
+            t.children_right[i] = r as i32;
+        }
+        let mut t = Tree::default();
+        grow(rng, &mut t, d, 0, max_depth, pool);
+        t
+    }
+
+    fn plain_sums(trees: &[Tree], x: &Array2<f64>) -> Vec<f64> {
+        x.rows()
+            .into_iter()
+            .map(|r| {
+                let row = r.to_vec();
+                trees.iter().fold(0.0, |s, t| s + walk(t, &row))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn implicit_layout_matches_plain_walk() {
+        let d = 4;
+        let mut rng = Rng::new(7, 0);
+        for case in 0..12u64 {
+            let n = 37 + 50 * case as usize;
+            // Values on a coarse grid (ties with thresholds), f32-exact so
+            // the f32 and f64 matrices hold the same numbers; column 2 is
+            // constant; some NaN, +-inf and huge values.
+            let mut x = Array2::<f64>::zeros((n, d));
+            for v in x.iter_mut() {
+                *v = f64::from((rng.below(41) as f32 - 20.0) * 0.25);
+            }
+            for i in 0..n {
+                x[[i, 2]] = 1.5;
+                match rng.below(10) {
+                    0 => x[[i, rng.below(d)]] = f64::NAN,
+                    1 => x[[i, rng.below(d)]] = f64::INFINITY,
+                    2 => x[[i, rng.below(d)]] = -f64::from(f32::MAX),
+                    _ => {}
+                }
+            }
+            if case % 3 == 0 {
+                x.map_inplace(|v| {
+                    if v.is_nan() {
+                        *v = 0.0
+                    }
+                });
+            }
+            let pool: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
+            let max_depth = (case % 11) as usize;
+            let trees: Vec<Tree> = (0..9)
+                .map(|_| random_tree(&mut rng, d, max_depth, &pool))
+                .collect();
+            let p = packed(&trees, d).unwrap();
+            assert!(p.implicit.is_some(), "depth {max_depth}");
+            let mut plain = p.clone();
+            plain.implicit = None;
+            let want = plain_sums(&trees, &x);
+            let c = Cancel::new();
+            let x32 = x.mapv(|v| v as f32);
+            let xt = x.t().to_owned();
+            let (csr_d, csr_i, csr_p) = to_csr(&x);
+            let csr = Csr::new(n, d, &csr_d, &csr_i, &csr_p).unwrap();
+            for (what, got) in [
+                ("node walk", path_length_sums(x.view(), &plain, &c).unwrap()),
+                ("f64", path_length_sums(x.view(), &p, &c).unwrap()),
+                ("f64 serial", path_length_sums_serial(x.view(), &p).unwrap()),
+                ("f32", path_length_sums(x32.view(), &p, &c).unwrap()),
+                ("strided", path_length_sums(xt.t(), &p, &c).unwrap()),
+                ("csr", path_length_sums(csr, &p, &c).unwrap()),
+            ] {
+                for i in 0..n {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "{what} case {case} row {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_thresholds_round_down() {
+        let mut rng = Rng::new(3, 0);
+        let mut ts: Vec<f64> = vec![
+            0.0,
+            -0.0,
+            1e-50,
+            -1e-50,
+            1.0,
+            -1.0,
+            0.1,
+            -0.1,
+            1e39,
+            -1e39,
+            f64::from(f32::MAX),
+            -f64::from(f32::MAX),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::from(f32::from_bits(1)),
+            -f64::from(f32::from_bits(1)),
+        ];
+        ts.extend((0..200).map(|_| (rng.uniform() - 0.5) * 10f64.powi(rng.below(80) as i32 - 40)));
+        let mut xs: Vec<f32> = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        for &t in &ts {
+            let r = t as f32;
+            xs.extend([
+                r,
+                f32::from_bits(r.to_bits().wrapping_add(1)),
+                f32::from_bits(r.to_bits().wrapping_sub(1)),
+            ]);
+        }
+        for &t in &ts {
+            let r = round_down_f32(t);
+            for &x in &xs {
+                assert_eq!(x > r, f64::from(x) > t, "x {x:e} t {t:e} r {r:e}");
+            }
         }
     }
 
