@@ -34,6 +34,20 @@ REFERENCES = (
 )
 
 
+IMPORT_NAMES = {"scikit-learn": "sklearn", "feature-engine": "feature_engine", "pyfim": "fim",
+                "faiss-cpu": "faiss", "scikit-learn-intelex": "sklearnex"}
+
+
+def import_error(dist: str) -> str | None:
+    """Why ``dist`` cannot be imported (in a fresh interpreter), or None."""
+    module = IMPORT_NAMES.get(dist, dist.replace("-", "_"))
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1][:160] if lines else f"exit {proc.returncode}"
+
+
 def discover(only: list[str] | None) -> list[str]:
     names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     return [n for n in names if not only or n in only]
@@ -162,6 +176,9 @@ def main() -> int:
     info = machine()
     vers = versions("ferromine", *REFERENCES)
     missing = [k for k, v in vers.items() if v is None]
+    broken = {k: why for k in vers if vers[k] is not None and (why := import_error(k))}
+    for k in broken:
+        vers[k] = None
     command = "make bench" + (f" BENCH_ARGS='{' '.join(flag)}'" if flag else "")
     header = [
         "# Benchmarks",
@@ -176,6 +193,8 @@ def main() -> int:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v) + ".",
         "",
         ("Not installed, so not compared: " + ", ".join(missing) + ".") if missing else "",
+        ("Installed but failing to import, so not compared: "
+         + "; ".join(f"{k} ({why})" for k, why in broken.items()) + ".") if broken else "",
         "",
     ]
     DOCS.mkdir(exist_ok=True)
