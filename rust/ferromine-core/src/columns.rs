@@ -69,6 +69,8 @@ const COLUMN_ROWS: usize = 1 << 16;
 const TILE_ROWS: usize = 1 << 13;
 /// Features per task for a row-major matrix: one or two cache lines a row.
 const TILE_COLS: usize = 8;
+/// Rows of a row-major block transposed while they are in cache.
+const ROW_GROUP: usize = 256;
 /// Values handed to `push_slice` at a time when they must be converted or
 /// transposed first (fits in L1 with `TILE_COLS` features).
 const SCRATCH: usize = 512;
@@ -131,12 +133,28 @@ impl<'a, T: Value> Block<'_, 'a, T> {
             Columns::Matrix(x) => {
                 let row_major = self.data.row_major();
                 let step = if row_major { TILE_ROWS } else { COLUMN_ROWS };
+                let mut scratch = if row_major {
+                    vec![[0.0f64; SCRATCH + 8]; TILE_COLS]
+                } else {
+                    Vec::new()
+                };
                 // Sub-ranges keep the cancel flag polled in whole-column tasks.
                 for r0 in self.rows.clone().step_by(step) {
                     cancel.check()?;
                     let tile = x.slice(s![r0..(r0 + step).min(self.rows.end), self.cols.clone()]);
                     if row_major {
-                        push_rows(&mut states, tile);
+                        // A block may span many features: take a few hundred
+                        // whole rows (contiguous memory, read once from RAM)
+                        // and transpose them group by group from cache.
+                        let n = tile.nrows();
+                        for r1 in (0..n).step_by(ROW_GROUP) {
+                            let rows = tile.slice(s![r1..(r1 + ROW_GROUP).min(n), ..]);
+                            for (g, group) in states.chunks_mut(TILE_COLS).enumerate() {
+                                let c0 = g * TILE_COLS;
+                                let part = rows.slice(s![.., c0..c0 + group.len()]);
+                                push_rows(group, part, &mut scratch);
+                            }
+                        }
                     } else {
                         for (state, col) in states.iter_mut().zip(tile.columns()) {
                             push_column(state, col);
@@ -215,10 +233,13 @@ impl<'a, T: Value> Columns<'a, T> {
         match self {
             Columns::Matrix(x) => {
                 let n = x.nrows();
-                let (width, rows) = if self.row_major() {
-                    (TILE_COLS, TILE_ROWS)
-                } else {
-                    (1, COLUMN_ROWS)
+                // A split row-major walk takes whole rows (all features): its
+                // tiles are contiguous memory. Whole-feature blocks keep a
+                // few features each, so memory stays bounded.
+                let (width, rows) = match (self.row_major(), split_rows) {
+                    (true, true) => (d.max(1), TILE_ROWS),
+                    (true, false) => (TILE_COLS, TILE_ROWS),
+                    (false, _) => (1, COLUMN_ROWS),
                 };
                 let rows = if split_rows { rows } else { n.max(1) };
                 for c0 in (0..d).step_by(width) {
@@ -336,11 +357,14 @@ fn push_column<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
 
 /// Feed a row-major tile: transpose blocks of rows into per-feature scratch
 /// columns, so every state still sees contiguous slices.
-fn push_rows<T: Value, S: Visitor>(states: &mut [S], tile: ArrayView2<'_, T>) {
-    let w = states.len().min(TILE_COLS);
-    // Each scratch column padded by a cache line: columns exactly 4 KiB
-    // apart would all map to the same L1 sets.
-    let mut scratch = [[0.0f64; SCRATCH + 8]; TILE_COLS];
+/// `scratch` has `TILE_COLS` columns, each padded by a cache line: columns
+/// exactly 4 KiB apart would all map to the same L1 sets.
+fn push_rows<T: Value, S: Visitor>(
+    states: &mut [S],
+    tile: ArrayView2<'_, T>,
+    scratch: &mut [[f64; SCRATCH + 8]],
+) {
+    let w = states.len().min(TILE_COLS).min(scratch.len());
     let n = tile.nrows();
     let full_rows = w == TILE_COLS && tile.ncols() == TILE_COLS && tile.strides()[1] == 1;
     for r0 in (0..n).step_by(SCRATCH) {

@@ -527,11 +527,11 @@ const PACK: [[i32; 8]; 16] = {
     let mut m = 0;
     while m < 16 {
         let mut k = 0;
-        let mut lane = 0;
+        let mut lane: i32 = 0;
         while lane < 4 {
             if m & (1 << lane) != 0 {
-                t[m][2 * k] = 2 * lane as i32;
-                t[m][2 * k + 1] = 2 * lane as i32 + 1;
+                t[m][2 * k] = 2 * lane;
+                t[m][2 * k + 1] = 2 * lane + 1;
                 k += 1;
             }
             lane += 1;
