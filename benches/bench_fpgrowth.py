@@ -248,7 +248,7 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the four easiest ground-truth levels")
     mode.add_argument("--full", action="store_true", help="down to chess 40 %%, mushroom 1 %%, 1M generated")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 2)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--budget", type=float, default=30, help="a library whose first run takes longer is not repeated")
     ap.add_argument("--only", nargs="*", help="dataset:min_support configs")
@@ -260,7 +260,7 @@ def main() -> None:
         print(json.dumps(worker(lib, dataset, float(ms))))
         return
     configs = QUICK if args.quick else (FULL if args.full else DEFAULT)
-    args.reps = args.reps or (2 if args.quick else 3)
+    args.reps = args.reps or (1 if args.quick else 3)
     args.libs = args.libs or (LIBS if args.full else DEFAULT_LIBS)
     if args.only:
         configs = [(c.split(":")[0], float(c.split(":")[1])) for c in args.only]

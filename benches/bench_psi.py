@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also 100k x 1000 (many columns)")
     ap.add_argument("--rows", type=int)
     ap.add_argument("--cols", type=int)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-fe", action="store_true", help="skip feature-engine")
     args = ap.parse_args()
     n = args.rows or (200_000 if args.quick else 1_000_000)
