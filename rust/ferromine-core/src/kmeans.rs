@@ -797,10 +797,11 @@ const CB: usize = 4;
 fn transpose_rows<T: Float>(xs: &[T], rows: usize, d: usize, out: &mut Vec<T>) {
     out.clear();
     out.resize(rows.div_ceil(RB) * d * RB, T::ZERO);
-    for (i, xr) in xs.chunks_exact(d).take(rows).enumerate() {
-        let base = (i / RB) * d * RB + i % RB;
-        for (p, &v) in xr.iter().enumerate() {
-            out[base + p * RB] = v;
+    for (blk, src) in out.chunks_exact_mut(d * RB).zip(xs.chunks(d * RB)) {
+        for (i, xr) in src.chunks_exact(d).enumerate() {
+            for (o, &v) in blk[i..].iter_mut().step_by(RB).zip(xr) {
+                *o = v;
+            }
         }
     }
 }
@@ -947,15 +948,17 @@ pub fn lloyd_pass<T: Float>(
                 let r1 = r0 + clabels.len();
                 pack_rows(x, r0, r1, shift, &mut buf);
                 argmin_packed(simd, &buf, &panels, clabels);
-                if update {
+                if let (true, Some(w)) = (update, weights) {
                     for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
-                        let w = weights.map_or(1.0, |w| w[r0 + i]);
+                        let w = w[r0 + i];
                         let l = l as usize;
                         stats.weights[l] += w;
                         for (s, &v) in stats.sums[l * d..(l + 1) * d].iter_mut().zip(xr) {
                             *s += v.to_f64() * w;
                         }
                     }
+                } else if update {
+                    add_rows(simd, clabels, &buf, d, &mut stats);
                 }
             }
             Ok(stats)
@@ -982,6 +985,40 @@ pub fn lloyd_pass<T: Float>(
             });
     }
     Ok(total)
+}
+
+/// Unit-weight centre sums of one chunk (`v * 1.0` is exact, so this is the
+/// weighted sum); each sum gets its rows in row order whatever the ISA.
+#[inline(always)]
+fn add_rows_generic<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    for (&l, xr) in labels.iter().zip(xs.chunks_exact(d)) {
+        let l = l as usize;
+        if let (Some(w), Some(s)) = (
+            stats.weights.get_mut(l),
+            stats.sums.get_mut(l * d..(l + 1) * d),
+        ) {
+            *w += 1.0;
+            for (s, &v) in s.iter_mut().zip(xr) {
+                *s += v.to_f64();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn add_rows_avx2<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    add_rows_generic(labels, xs, d, stats)
+}
+
+fn add_rows<T: Float>(simd: bool, labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
+        return unsafe { add_rows_avx2(labels, xs, d, stats) };
+    }
+    let _ = simd;
+    add_rows_generic(labels, xs, d, stats)
 }
 
 /// Squared distance of each row (shifted) to the centre of its label, f64.
