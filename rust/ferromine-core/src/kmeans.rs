@@ -507,6 +507,35 @@ impl<T: Float> Panels<T> {
 /// Rows `r0..r1` of X, shifted and converted to the compute type, row-major,
 /// zero-padded to a multiple of `MR` rows.
 fn pack_rows<T: Float>(x: &impl Rows<T>, r0: usize, r1: usize, shift: &[f64], buf: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_available() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { pack_rows_avx2(x, r0, r1, shift, buf) };
+    }
+    pack_rows_generic(x, r0, r1, shift, buf)
+}
+
+/// [`pack_rows_generic`] compiled for AVX2 (the same IEEE operations, wider).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn pack_rows_avx2<T: Float>(
+    x: &impl Rows<T>,
+    r0: usize,
+    r1: usize,
+    shift: &[f64],
+    buf: &mut Vec<T>,
+) {
+    pack_rows_generic(x, r0, r1, shift, buf)
+}
+
+#[inline(always)]
+fn pack_rows_generic<T: Float>(
+    x: &impl Rows<T>,
+    r0: usize,
+    r1: usize,
+    shift: &[f64],
+    buf: &mut Vec<T>,
+) {
     let d = shift.len();
     let rows = r1 - r0;
     let padded = rows.div_ceil(MR) * MR;
