@@ -80,6 +80,11 @@ pub trait Float:
         best: &mut [[Self; NR]; MR],
         bpanel: &mut [[Self; NR]; MR],
     );
+    /// The rows-in-lanes argmin kernel ([`argmin_cols_f32`]); `false` when the
+    /// type has none (then the caller takes the panel kernel).
+    fn argmin_cols(_simd: bool, _xs: &[Self], _panels: &Panels<Self>, _labels: &mut [i32]) -> bool {
+        false
+    }
 }
 
 impl Float for f64 {
@@ -176,6 +181,17 @@ impl Float for f32 {
     const INFINITY: Self = f32::INFINITY;
     const EPS: f64 = f32::EPSILON as f64 / 2.0;
     const NR: usize = 16;
+    fn argmin_cols(simd: bool, xs: &[f32], panels: &Panels<f32>, labels: &mut [i32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if simd && panels.k <= 1 << 24 {
+            let mut xt = Vec::new();
+            transpose_rows(xs, labels.len(), panels.d, &mut xt);
+            // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
+            return unsafe { argmin_cols_f32(&xt, panels, labels) };
+        }
+        let _ = (simd, xs, panels, labels);
+        false
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -443,6 +459,10 @@ pub struct Panels<T> {
     nr: usize,
     data: Vec<T>,
     norms: Vec<T>,
+    /// The same centres row-major, padded with zero centres to a multiple of
+    /// [`CB`] (their norm is infinite, so they never win).
+    rowmaj: Vec<T>,
+    rnorms: Vec<T>,
 }
 
 impl<T: Float> Panels<T> {
@@ -462,12 +482,24 @@ impl<T: Float> Panels<T> {
             }
             norms[p * nr + jj] = T::from_f64(norm);
         }
+        let kp = k.div_ceil(CB) * CB;
+        let mut rowmaj = vec![T::ZERO; kp * d];
+        let mut rnorms = vec![T::INFINITY; kp];
+        for j in 0..k {
+            let (p, jj) = (j / nr, j % nr);
+            for f in 0..d {
+                rowmaj[j * d + f] = data[(p * d + f) * nr + jj];
+            }
+            rnorms[j] = norms[p * nr + jj];
+        }
         Panels {
             k,
             d,
             nr,
             data,
             norms,
+            rowmaj,
+            rnorms,
         }
     }
 }
@@ -475,6 +507,35 @@ impl<T: Float> Panels<T> {
 /// Rows `r0..r1` of X, shifted and converted to the compute type, row-major,
 /// zero-padded to a multiple of `MR` rows.
 fn pack_rows<T: Float>(x: &impl Rows<T>, r0: usize, r1: usize, shift: &[f64], buf: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_available() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { pack_rows_avx2(x, r0, r1, shift, buf) };
+    }
+    pack_rows_generic(x, r0, r1, shift, buf)
+}
+
+/// [`pack_rows_generic`] compiled for AVX2 (the same IEEE operations, wider).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn pack_rows_avx2<T: Float>(
+    x: &impl Rows<T>,
+    r0: usize,
+    r1: usize,
+    shift: &[f64],
+    buf: &mut Vec<T>,
+) {
+    pack_rows_generic(x, r0, r1, shift, buf)
+}
+
+#[inline(always)]
+fn pack_rows_generic<T: Float>(
+    x: &impl Rows<T>,
+    r0: usize,
+    r1: usize,
+    shift: &[f64],
+    buf: &mut Vec<T>,
+) {
     let d = shift.len();
     let rows = r1 - r0;
     let padded = rows.div_ceil(MR) * MR;
@@ -755,7 +816,99 @@ pub fn simd_available() -> bool {
     }
 }
 
+/// Rows per block of the rows-in-lanes kernel (two AVX2 registers of f32).
+const RB: usize = 16;
+/// Centres per step of the rows-in-lanes kernel.
+const CB: usize = 4;
+
+/// `rows` packed rows (row-major) into blocks of [`RB`] rows stored
+/// feature-major (`out[(b * d + p) * RB + r]`), zero-padded.
+fn transpose_rows<T: Float>(xs: &[T], rows: usize, d: usize, out: &mut Vec<T>) {
+    out.clear();
+    out.resize(rows.div_ceil(RB) * d * RB, T::ZERO);
+    for (blk, src) in out.chunks_exact_mut(d * RB).zip(xs.chunks(d * RB)) {
+        for (i, xr) in src.chunks_exact(d).enumerate() {
+            for (o, &v) in blk[i..].iter_mut().step_by(RB).zip(xr) {
+                *o = v;
+            }
+        }
+    }
+}
+
+/// The argmin kernel with rows in the vector lanes: a block of 16 rows
+/// against 4 centres at a time (8 accumulators), each centre value broadcast.
+/// Every dot product is the same FMA chain over `p = 0..d` as in [`micro`],
+/// and the scores are the same `||c||^2 - 2 x.c`, so they are bit-identical to
+/// the panel kernel's; centres are scanned in index order with strict `<`, so
+/// ties go to the lowest index, as a sequential scan. The running argmin
+/// stays in registers. Returns `false` (nothing written) on unexpected shapes.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) -> bool {
+    use std::arch::x86_64::*;
+    let d = panels.d;
+    let kp = panels.rnorms.len();
+    let rows = labels.len();
+    if d == 0
+        || kp % CB != 0
+        || panels.rowmaj.len() < kp * d
+        || xt.len() < rows.div_ceil(RB) * d * RB
+    {
+        return false;
+    }
+    let kmax = panels.k.saturating_sub(1);
+    let two = _mm256_set1_ps(2.0);
+    let cm = panels.rowmaj.as_ptr();
+    for (b, blk) in xt.chunks_exact(d * RB).enumerate() {
+        if b * RB >= rows {
+            break;
+        }
+        let x = blk.as_ptr();
+        let mut best = [_mm256_set1_ps(f32::INFINITY); 2];
+        let mut bidx = [_mm256_setzero_ps(); 2];
+        for j0 in (0..kp).step_by(CB) {
+            // SAFETY: j0 + CB <= kp and rowmaj holds kp * d values; p < d and
+            // blk holds d * RB values (lengths checked above).
+            let c = cm.add(j0 * d);
+            let mut a = [[_mm256_setzero_ps(); 2]; CB];
+            for p in 0..d {
+                let x0 = _mm256_loadu_ps(x.add(p * RB));
+                let x1 = _mm256_loadu_ps(x.add(p * RB + 8));
+                for (jj, aj) in a.iter_mut().enumerate() {
+                    let cb = _mm256_set1_ps(*c.add(jj * d + p));
+                    aj[0] = _mm256_fmadd_ps(x0, cb, aj[0]);
+                    aj[1] = _mm256_fmadd_ps(x1, cb, aj[1]);
+                }
+            }
+            for (jj, aj) in a.iter().enumerate() {
+                let nv = _mm256_set1_ps(*panels.rnorms.as_ptr().add(j0 + jj));
+                let jv = _mm256_set1_ps((j0 + jj) as f32);
+                for h in 0..2 {
+                    // norms - 2 * acc: 2 * acc is exact, so fusing does not change the rounding.
+                    let dist = _mm256_fnmadd_ps(two, aj[h], nv);
+                    let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(dist, best[h]);
+                    best[h] = _mm256_blendv_ps(best[h], dist, lt);
+                    bidx[h] = _mm256_blendv_ps(bidx[h], jv, lt);
+                }
+            }
+        }
+        let mut idx = [0f32; RB];
+        _mm256_storeu_ps(idx.as_mut_ptr(), bidx[0]);
+        _mm256_storeu_ps(idx.as_mut_ptr().add(8), bidx[1]);
+        for (l, &v) in labels[b * RB..].iter_mut().zip(&idx) {
+            *l = (v as usize).min(kmax) as i32;
+        }
+    }
+    true
+}
+
 fn argmin_packed<T: Float>(simd: bool, xs: &[T], panels: &Panels<T>, labels: &mut [i32]) {
+    if T::argmin_cols(simd, xs, panels, labels) {
+        return;
+    }
     match panels.nr {
         8 => argmin_dispatch::<T, 8>(simd, xs, panels, labels),
         _ => argmin_dispatch::<T, 16>(simd, xs, panels, labels),
@@ -824,15 +977,17 @@ pub fn lloyd_pass<T: Float>(
                 let r1 = r0 + clabels.len();
                 pack_rows(x, r0, r1, shift, &mut buf);
                 argmin_packed(simd, &buf, &panels, clabels);
-                if update {
+                if let (true, Some(w)) = (update, weights) {
                     for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
-                        let w = weights.map_or(1.0, |w| w[r0 + i]);
+                        let w = w[r0 + i];
                         let l = l as usize;
                         stats.weights[l] += w;
                         for (s, &v) in stats.sums[l * d..(l + 1) * d].iter_mut().zip(xr) {
                             *s += v.to_f64() * w;
                         }
                     }
+                } else if update {
+                    add_rows(simd, clabels, &buf, d, &mut stats);
                 }
             }
             Ok(stats)
@@ -859,6 +1014,40 @@ pub fn lloyd_pass<T: Float>(
             });
     }
     Ok(total)
+}
+
+/// Unit-weight centre sums of one chunk (`v * 1.0` is exact, so this is the
+/// weighted sum); each sum gets its rows in row order whatever the ISA.
+#[inline(always)]
+fn add_rows_generic<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    for (&l, xr) in labels.iter().zip(xs.chunks_exact(d)) {
+        let l = l as usize;
+        if let (Some(w), Some(s)) = (
+            stats.weights.get_mut(l),
+            stats.sums.get_mut(l * d..(l + 1) * d),
+        ) {
+            *w += 1.0;
+            for (s, &v) in s.iter_mut().zip(xr) {
+                *s += v.to_f64();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn add_rows_avx2<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    add_rows_generic(labels, xs, d, stats)
+}
+
+fn add_rows<T: Float>(simd: bool, labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
+        return unsafe { add_rows_avx2(labels, xs, d, stats) };
+    }
+    let _ = simd;
+    add_rows_generic(labels, xs, d, stats)
 }
 
 /// Squared distance of each row (shifted) to the centre of its label, f64.
