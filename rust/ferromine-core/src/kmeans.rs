@@ -2082,16 +2082,26 @@ mod tests {
         let cancel = Cancel::new();
         let mut state = 7u64;
         let mut small = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) % 9) as f64 - 4.0
         };
-        for &(n, d, k) in &[(1, 1, 1), (15, 3, 5), (17, 4, 3), (33, 7, 9), (250, 16, 13), (513, 5, 66)] {
+        for &(n, d, k) in &[
+            (1, 1, 1),
+            (15, 3, 5),
+            (17, 4, 3),
+            (33, 7, 9),
+            (250, 16, 13),
+            (513, 5, 66),
+        ] {
             let x = Array2::from_shape_fn((n, d), |_| small());
             let c: Vec<f64> = (0..k * d).map(|_| small()).collect();
             let x32 = x.mapv(|v| v as f32);
             let c32: Vec<f32> = c.iter().map(|&v| v as f32).collect();
             for shift in [vec![0.0; d], vec![3.0; d]] {
-                let (labels, _) = assign(&x32.view(), None, &c32, k, &shift, false, &cancel).unwrap();
+                let (labels, _) =
+                    assign(&x32.view(), None, &c32, k, &shift, false, &cancel).unwrap();
                 assert_eq!(labels, brute_labels(&x, &c, k), "n={n} d={d} k={k}");
             }
         }
