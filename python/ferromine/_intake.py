@@ -64,6 +64,38 @@ class Features:
         return repr(self.names[j]) if self.names is not None else f"{j} (column index)"
 
 
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+    """scikit-learn's ``_check_sample_weight`` as every estimator here needs it.
+
+    ``None`` stays ``None``; a real scalar is that weight for every row;
+    otherwise 1-D float64 of length ``n_samples``. The weights must be finite,
+    >= 0 and not all zero (ValueError saying which rule failed).
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, (bool, np.bool_)):
+        sw = np.full(n_samples, float(sample_weight))
+    else:
+        try:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample_weight must be an array of numbers: {exc}") from exc
+        if sw.ndim != 1:
+            raise ValueError(
+                f"Sample weights must be 1D array or scalar, got {sw.ndim}D array. "
+                f"Expected either a scalar value or a 1D array of length {n_samples}."
+            )
+        if sw.shape != (n_samples,):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("Input sample_weight contains NaN or infinity; pass finite weights.")
+    if np.any(sw < 0):
+        raise ValueError("Negative values in data passed to sample_weight: every weight must be >= 0, found a negative one.")
+    if np.all(sw == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return np.ascontiguousarray(sw)
+
+
 def _is_pandas(X) -> bool:
     return type(X).__module__.split(".")[0] == "pandas"
 

@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
+from ._intake import check_sample_weight
 from ._threads import resolve_n_jobs
 
 __all__ = ["IsolationForest", "InvalidParameterError"]
@@ -68,36 +69,13 @@ def _is_real(value) -> bool:
 
 
 def _check_sample_weight(sample_weight, n_samples: int):
-    """1-D, length ``n_samples``, finite, >= 0, not all zero; float64.
-
-    Equal weights everywhere are the same distribution as no weights, and are
-    treated as none (so unit weights give exactly the unweighted forest).
-    """
-    if sample_weight is None:
+    """The shared checks; then equal weights everywhere, the same distribution
+    as no weights, are treated as none (so unit weights give exactly the
+    unweighted forest)."""
+    sw = check_sample_weight(sample_weight, n_samples)
+    if sw is not None and np.all(sw == sw[0]):
         return None
-    if _is_real(sample_weight):
-        sw = np.full(n_samples, float(sample_weight))
-    else:
-        try:
-            sw = np.asarray(sample_weight, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"sample_weight must be an array of numbers: {exc}") from exc
-        if sw.ndim != 1:
-            raise ValueError(
-                f"Sample weights must be 1D array or scalar, got {sw.ndim}D array. "
-                f"Expected either a scalar value or a 1D array of length {n_samples}."
-            )
-        if sw.shape != (n_samples,):
-            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
-    if not np.all(np.isfinite(sw)):
-        raise ValueError("Input sample_weight contains NaN or infinity; pass finite weights.")
-    if np.any(sw < 0):
-        raise ValueError("sample_weight contains negative values; weights must be >= 0.")
-    if np.all(sw == 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    if np.all(sw == sw[0]):
-        return None
-    return np.ascontiguousarray(sw)
+    return sw
 
 
 class IsolationForest(OutlierMixin, BaseEstimator):

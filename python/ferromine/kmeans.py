@@ -21,6 +21,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
+from ._intake import check_sample_weight
 from ._threads import resolve_n_jobs
 
 __all__ = ["KMeans", "MiniBatchKMeans", "kmeans_plusplus"]
@@ -59,25 +60,6 @@ def _check_int(name: str, value: Any, low: int = 1, est: str = "KMeans") -> int:
     if value < low:
         raise ValueError(f"The '{name}' parameter of {est} must be an int in the range [{low}, inf). Got {value!r} instead.")
     return int(value)
-
-
-def _check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
-    """sklearn's ``_check_sample_weight`` for our needs: float64, 1-D, length n,
-    finite, non-negative, not all zero. ``None`` stays ``None`` (unit weights)."""
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, numbers.Number):
-        return np.full(n_samples, float(sample_weight), dtype=np.float64)
-    sw = check_array(sample_weight, accept_sparse=False, ensure_2d=False, dtype=np.float64, order="C", input_name="sample_weight")
-    if sw.ndim != 1:
-        raise ValueError(f"Sample weights must be 1D array or scalar, got {sw.ndim}D array of shape {sw.shape}.")
-    if sw.shape[0] != n_samples:
-        raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({n_samples},)!")
-    if np.any(sw < 0):
-        raise ValueError("Negative values in data passed to sample_weight; weights must be >= 0.")
-    if not np.any(sw > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number; all are zero.")
-    return np.ascontiguousarray(sw)
 
 
 def _is_same_clustering(labels1: np.ndarray, labels2: np.ndarray, n_clusters: int) -> bool:
@@ -158,7 +140,7 @@ def kmeans_plusplus(
     n_clusters = _check_int("n_clusters", n_clusters)
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    sw = _check_sample_weight(sample_weight, X.shape[0])
+    sw = check_sample_weight(sample_weight, X.shape[0])
     trials = _n_local_trials(n_clusters) if n_local_trials is None else _check_int("n_local_trials", n_local_trials)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     n_threads = resolve_n_jobs(n_jobs)
@@ -265,7 +247,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def score(self, X, y=None, sample_weight=None) -> float:
         """Opposite of the (weighted) inertia of X against the fitted centres."""
         X, centers = self._check_test_data(X)
-        sw = _check_sample_weight(sample_weight, X.shape[0])
+        sw = check_sample_weight(sample_weight, X.shape[0])
         _, inertia = _core.kmeans_assign(_core_x(X), centers, sw, True, resolve_n_jobs(self.n_jobs))
         return -float(inertia)
 
@@ -405,7 +387,7 @@ class KMeans(_BaseKMeans):
             raise ValueError(f"n_samples={n} should be >= n_clusters={self.n_clusters}.")
         n_runs = self._n_runs()
         n_threads = resolve_n_jobs(self.n_jobs)
-        sw = _check_sample_weight(sample_weight, n)
+        sw = check_sample_weight(sample_weight, n)
         init_array = self._init_array(X)
         # One seed for the whole fit; run i derives its own stream from it.
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -718,7 +700,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self._check_params_vs_input(X, n_threads)
         rs = check_random_state(self.random_state)
         n = X.shape[0]
-        sw = _check_sample_weight(sample_weight, n)
+        sw = check_sample_weight(sample_weight, n)
         sw_full = np.ones(n) if sw is None else sw
         init_array = self._init_array(X)
 
@@ -799,7 +781,7 @@ class MiniBatchKMeans(_BaseKMeans):
         if sp.issparse(X):
             X = X.toarray()  # one batch: the update works on dense rows
         n_threads = resolve_n_jobs(self.n_jobs)
-        sw = _check_sample_weight(sample_weight, X.shape[0])
+        sw = check_sample_weight(sample_weight, X.shape[0])
         self.n_steps_ = getattr(self, "n_steps_", 0)
         if not has_centers:
             self._check_params_vs_input(X, n_threads)
