@@ -1130,6 +1130,9 @@ struct Implicit {
     any_nan_right: bool,
     /// `2^depth` leaf path values per tree.
     leaf: Vec<f64>,
+    /// The largest feature any slot reads: scoring checks it against the
+    /// row width once, so the walk can load without bounds checks.
+    max_feat: u32,
 }
 
 /// The largest f32 at most `t`: for every f32 `x`, `x > round_down_f32(t)`
@@ -1170,6 +1173,7 @@ impl Implicit {
             nan_right: vec![0; n * t],
             any_nan_right: false,
             leaf: vec![0.0; n * t],
+            max_feat: 0,
         };
         // (node, slot, level); a leaf node fills its whole subtree.
         let mut stack: Vec<(usize, usize, u32)> = Vec::with_capacity(2 * depth as usize + 2);
@@ -1197,6 +1201,7 @@ impl Implicit {
                     feat,
                 };
                 im.nan_right[base + slot] = nr;
+                im.max_feat = im.max_feat.max(feat);
                 im.any_nan_right |= nr != 0;
                 stack.push((r, 2 * slot + 2, level + 1));
                 stack.push((l, 2 * slot + 1, level + 1));
@@ -1241,21 +1246,27 @@ fn walk_implicit<E: Elem, const N: usize, const NAN: bool>(
     x: &[E],
     offs: &[usize; ILANES],
 ) -> [usize; ILANES] {
-    let mut at = [0usize; ILANES];
+    // u32 slots: LLVM keeps the lanes' state in registers (with usize it
+    // spilled them, and a step cost twice as much).
+    let mut at = [0u32; ILANES];
     for _ in 0..N.trailing_zeros() {
         for lane in 0..ILANES {
             // Below N - 1 before the last step; the mask proves it in range.
-            let i = at[lane] & (N - 1);
+            let i = at[lane] as usize & (N - 1);
             let s = slots[i];
-            let v = x[offs[lane] + s.feat as usize];
+            debug_assert!(offs[lane] + (s.feat as usize) < x.len());
+            // SAFETY: `score_implicit_n` checked that every lane's row lies in
+            // `x` and that no slot reads a feature at or past `d`; a checked
+            // load costs a compare and a branch on each of a row's ~800 steps.
+            let v = unsafe { *x.get_unchecked(offs[lane] + s.feat as usize) };
             let mut right = (v > s.thr) as usize;
             if NAN {
                 right |= v.nan() as usize & nan_right[i] as usize;
             }
-            at[lane] = 2 * i + 1 + right;
+            at[lane] = (2 * i + 1 + right) as u32;
         }
     }
-    at.map(|a| a.wrapping_sub(N - 1) & (N - 1))
+    at.map(|a| (a as usize).wrapping_sub(N - 1) & (N - 1))
 }
 
 /// Add the path length of rows `r0..r0 + acc.len()` of the row-major `x`
@@ -1274,6 +1285,12 @@ fn score_implicit_n<E: Elem, const N: usize>(
     let span = x
         .get(r0 * d..(r0 + rows) * d)
         .ok_or_else(|| CoreError::Internal("tile outside the data".into()))?;
+    // What makes the unchecked loads in `walk_implicit` sound.
+    if im.max_feat as usize >= d {
+        return Err(CoreError::Internal(
+            "the forest reads a feature past the row".into(),
+        ));
+    }
     let nan = im.any_nan_right && span.iter().any(|v| v.nan());
     let bad = || CoreError::Internal("implicit forest layout".into());
     let slots = E::slots(im);
