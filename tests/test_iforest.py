@@ -712,3 +712,23 @@ def test_malformed_sparse_and_tampered_hyperplanes_raise_not_crash():
     bad.tree_hyperplane_coefs_ = bad.tree_hyperplane_coefs_[:-1]
     with pytest.raises(ValueError, match="inconsistent"):
         bad.score_samples(X)
+
+
+def test_packed_forest_is_kept_and_follows_new_arrays():
+    # Scoring packs the forest once; it must follow reassigned arrays and a
+    # pickle round trip, and the fitted arrays must refuse in-place edits.
+
+    X = np.random.default_rng(3).normal(size=(300, 4))
+    est = IsolationForest(n_estimators=10, random_state=0).fit(X)
+    first = est.score_samples(X[:5])
+    packed = est._packed_forest(4)
+    est.score_samples(X[:5])
+    assert est._packed_forest(4) is packed
+    with pytest.raises(ValueError, match="read-only"):
+        est.tree_threshold_[0] = 0.0
+    est.tree_threshold_ = est.tree_threshold_ + 1e9  # every row goes left
+    moved = est.score_samples(X[:5])
+    assert est._packed_forest(4) is not packed
+    assert not np.array_equal(first, moved)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.score_samples(X[:5]), moved)

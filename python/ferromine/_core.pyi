@@ -1,6 +1,6 @@
 # Hand-written stubs for the compiled module ferromine._core (checked by
 # `python -m mypy.stubtest ferromine._core` in the test suite).
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ __all__ = [
     "iforest_grow",
     "iforest_grow_extended",
     "iforest_score",
+    "PackedForest",
     "iforest_score_extended",
     "arrow_columns",
     "kmeans_assign",
@@ -143,19 +144,32 @@ def iforest_grow(
     npt.NDArray[np.int64],
     npt.NDArray[np.float64],
 ]: ...
+@final
+class PackedForest:
+    """A fitted forest checked and laid out for scoring."""
+
+    def __new__(
+        cls,
+        offsets: npt.NDArray[np.int64],
+        feature: npt.NDArray[np.int32],
+        threshold: npt.NDArray[np.float64],
+        children_left: npt.NDArray[np.int32],
+        children_right: npt.NDArray[np.int32],
+        missing_go_to_left: npt.NDArray[np.uint8],
+        value: npt.NDArray[np.float64],
+        n_features: int,
+    ) -> PackedForest: ...
+    @property
+    def n_trees(self) -> int: ...
+    @property
+    def n_features(self) -> int: ...
+
 def iforest_score(
     x: _Matrix | _CsrTuple,
-    offsets: npt.NDArray[np.int64],
-    feature: npt.NDArray[np.int32],
-    threshold: npt.NDArray[np.float64],
-    children_left: npt.NDArray[np.int32],
-    children_right: npt.NDArray[np.int32],
-    missing_go_to_left: npt.NDArray[np.uint8],
-    value: npt.NDArray[np.float64],
+    forest: PackedForest,
     max_samples: int,
     n_threads: int | None = None,
 ) -> npt.NDArray[np.float64]: ...
-
 def iforest_grow_extended(
     x: _Matrix | _CsrTuple,
     seed: int,

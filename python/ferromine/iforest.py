@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _core
 from ._intake import check_sample_weight
 from ._threads import resolve_n_jobs
+
+# Fitted estimator -> (its scoring arrays, n_features, packed forest).
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 __all__ = ["IsolationForest", "InvalidParameterError"]
 
@@ -162,6 +166,10 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         Distinct training rows that reached each node.
     tree_value_ : ndarray of float64
         Path length of a row ending in the node: ``depth + c(n_node_samples)``.
+
+        The arrays read when scoring (offsets, feature, threshold, children,
+        missing_go_to_left, value) are read-only: scoring keeps a packed copy
+        of them. To edit a forest, assign new arrays.
     tree_hyperplane_features_, tree_hyperplane_coefs_ : ndarray (int32, float64)
         Only with ``extension_level > 0``: shape (n_nodes, extension_level + 1),
         node ``i`` sends a row left when
@@ -405,6 +413,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
                 ("tree_value_", value),
             ):
                 setattr(self, name, np.concatenate([getattr(self, name), new]))
+            self._freeze_trees()
             return
         self.tree_offsets_ = offsets
         self.estimators_features_ = features_list
@@ -415,6 +424,13 @@ class IsolationForest(OutlierMixin, BaseEstimator):
         self.tree_missing_go_to_left_ = nan_left
         self.tree_n_node_samples_ = n_node
         self.tree_value_ = value
+        self._freeze_trees()
+
+    def _freeze_trees(self) -> None:
+        # Read-only, so the packed copy scoring keeps (`_packed_forest`)
+        # cannot go stale under in-place edits; assign new arrays to edit.
+        for name in self._SCORING_ARRAYS:
+            getattr(self, name).flags.writeable = False
 
     # -- scoring --------------------------------------------------------
 
@@ -437,19 +453,31 @@ class IsolationForest(OutlierMixin, BaseEstimator):
                 n_threads,
             )
             return scores.astype(X.dtype, copy=False)
-        scores = _core.iforest_score(
-            _kernel_input(X),
-            self.tree_offsets_,
-            self.tree_feature_,
-            self.tree_threshold_,
-            self.tree_children_left_,
-            self.tree_children_right_,
-            self.tree_missing_go_to_left_,
-            self.tree_value_,
-            self._max_samples,
-            n_threads,
-        )
+        scores = _core.iforest_score(_kernel_input(X), self._packed_forest(X.shape[1]), self._max_samples, n_threads)
         return scores.astype(X.dtype, copy=False)
+
+    _SCORING_ARRAYS = (
+        "tree_offsets_",
+        "tree_feature_",
+        "tree_threshold_",
+        "tree_children_left_",
+        "tree_children_right_",
+        "tree_missing_go_to_left_",
+        "tree_value_",
+    )
+
+    def _packed_forest(self, n_features: int):
+        # The forest checked and laid out for scoring, built once and kept
+        # while the tree arrays are the same objects (fit and warm_start
+        # assign new ones), so a call on a few rows does not repack it. Kept
+        # beside the estimator, not in it: scoring leaves __dict__ alone and
+        # pickles carry no cache.
+        arrays = tuple(getattr(self, name) for name in self._SCORING_ARRAYS)
+        cached = _PACKED.get(self)
+        if cached is None or cached[1] != n_features or any(a is not b for a, b in zip(cached[0], arrays)):
+            cached = (arrays, n_features, _core.PackedForest(*arrays, n_features))
+            _PACKED[self] = cached
+        return cached[2]
 
     def _validate_for_scoring(self, X):
         check_is_fitted(self)

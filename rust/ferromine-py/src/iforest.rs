@@ -163,44 +163,78 @@ pub fn iforest_grow<'py>(
     Ok(flatten(py, trees))
 }
 
+/// A fitted forest checked and laid out for scoring, built once per fit so
+/// a call on a few rows does not repack every tree (a millisecond or two).
+#[pyclass(frozen, module = "ferromine._core")]
+pub struct PackedForest {
+    packed: iforest::Packed,
+}
+
+#[pymethods]
+impl PackedForest {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        offsets: PyReadonlyArray1<'_, i64>,
+        feature: PyReadonlyArray1<'_, i32>,
+        threshold: PyReadonlyArray1<'_, f64>,
+        children_left: PyReadonlyArray1<'_, i32>,
+        children_right: PyReadonlyArray1<'_, i32>,
+        missing_go_to_left: PyReadonlyArray1<'_, u8>,
+        value: PyReadonlyArray1<'_, f64>,
+        n_features: usize,
+    ) -> PyResult<Self> {
+        // `pack` checks every index before the walk trusts it.
+        let arrays = ForestArrays {
+            offsets: contiguous(&offsets, "offsets")?,
+            feature: contiguous(&feature, "feature")?,
+            threshold: contiguous(&threshold, "threshold")?,
+            children_left: contiguous(&children_left, "children_left")?,
+            children_right: contiguous(&children_right, "children_right")?,
+            missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
+            value: contiguous(&value, "value")?,
+        };
+        let packed = catch_unwind(AssertUnwindSafe(|| iforest::pack(&arrays, n_features)))
+            .unwrap_or_else(|p| {
+                Err(CoreError::Internal(format!(
+                    "panic: {}",
+                    panic_message(&*p)
+                )))
+            })
+            .map_err(to_pyerr)?;
+        Ok(PackedForest { packed })
+    }
+
+    #[getter]
+    fn n_trees(&self) -> usize {
+        self.packed.n_trees()
+    }
+
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.packed.n_features()
+    }
+}
+
 /// `score_samples` of an isolation forest: `-2^(-mean path length / c(max_samples))`
 /// per row, float64.
 #[pyfunction]
-#[pyo3(signature = (x, offsets, feature, threshold, children_left, children_right, missing_go_to_left, value, max_samples, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, forest, max_samples, n_threads=None))]
 pub fn iforest_score<'py>(
     py: Python<'py>,
     x: Input<'py>,
-    offsets: PyReadonlyArray1<'py, i64>,
-    feature: PyReadonlyArray1<'py, i32>,
-    threshold: PyReadonlyArray1<'py, f64>,
-    children_left: PyReadonlyArray1<'py, i32>,
-    children_right: PyReadonlyArray1<'py, i32>,
-    missing_go_to_left: PyReadonlyArray1<'py, u8>,
-    value: PyReadonlyArray1<'py, f64>,
+    forest: &PackedForest,
     max_samples: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (n_rows, n_features) = x.shape();
-    // The arrays are ours (fitted state), contiguous unless someone replaced
-    // them; `pack` checks every index before the walk trusts it.
-    let arrays = ForestArrays {
-        offsets: contiguous(&offsets, "offsets")?,
-        feature: contiguous(&feature, "feature")?,
-        threshold: contiguous(&threshold, "threshold")?,
-        children_left: contiguous(&children_left, "children_left")?,
-        children_right: contiguous(&children_right, "children_right")?,
-        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
-        value: contiguous(&value, "value")?,
-    };
-    let n_trees = arrays.offsets.len().saturating_sub(1);
-    let sums = if n_rows.saturating_mul(n_trees) <= SMALL_BATCH {
+    let (n_rows, _) = x.shape();
+    let packed = &forest.packed;
+    let sums = if n_rows.saturating_mul(packed.n_trees()) <= SMALL_BATCH {
         // A small batch is done before a pool thread would wake up: score
         // it here (still panic-safe), without the pool's hand-off cost.
         with_rows!(&x, view => {
             let out = catch_unwind(AssertUnwindSafe(|| {
-                let packed = iforest::pack(&arrays, n_features)?;
-                let mut sums = iforest::path_length_sums_serial(view, &packed)?;
+                let mut sums = iforest::path_length_sums_serial(view, packed)?;
                 iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
                 Ok(sums)
             }))
@@ -214,8 +248,7 @@ pub fn iforest_score<'py>(
         })
     } else {
         with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
-            let packed = iforest::pack(&arrays, n_features)?;
-            let mut sums = iforest::path_length_sums(view, &packed, cancel)?;
+            let mut sums = iforest::path_length_sums(view, packed, cancel)?;
             iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
             Ok(sums)
         }))?

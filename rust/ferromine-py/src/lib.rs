@@ -60,7 +60,7 @@ mod _core {
     #[pymodule_export]
     use crate::iforest::{
         iforest_contributions, iforest_grow, iforest_grow_extended, iforest_score,
-        iforest_score_extended,
+        iforest_score_extended, PackedForest,
     };
     #[pymodule_export]
     use crate::intake::arrow_columns;
