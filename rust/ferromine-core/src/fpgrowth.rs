@@ -404,6 +404,27 @@ fn class_size(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
     total as u64
 }
 
+/// Total number of items over the itemsets counted by [`class_size`],
+/// saturating: `sum_k C(n_pe, k) * (core_len + k)`.
+fn class_items(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
+    if core_len > max_len {
+        return 0;
+    }
+    let kmax = n_pe.min(max_len - core_len);
+    let mut total: u128 = 0;
+    let mut binom: u128 = 1; // C(n_pe, k)
+    for k in 0..=kmax {
+        if k > 0 {
+            binom = binom * (n_pe - k + 1) as u128 / k as u128;
+        }
+        total = total.saturating_add(binom.saturating_mul((core_len + k) as u128));
+        if total > u64::MAX as u128 {
+            return u64::MAX;
+        }
+    }
+    total as u64
+}
+
 struct Miner<'a> {
     p: MineParams,
     max_len: usize,
@@ -450,8 +471,17 @@ impl Miner<'_> {
                     return Ok(());
                 }
                 let room = self.max_len.saturating_sub(s.core.len()).min(s.pe.len());
+                // Exact room for the class (one growth step, not several);
+                // a huge class just grows as it goes.
+                let n_items = class_items(s.core.len(), s.pe.len(), self.max_len);
+                if n_items <= 1 << 26 {
+                    let _ = out.items.try_reserve(n_items as usize);
+                    let _ = out.offsets.try_reserve(n as usize);
+                    let _ = out.counts.try_reserve(n as usize);
+                }
                 s.buf.clear();
                 s.buf.extend_from_slice(&s.core);
+                s.buf.sort_unstable();
                 subsets(&s.pe, 0, room, &mut s.buf, support, out);
             }
             Kind::Closed | Kind::Maximal => {
@@ -557,7 +587,8 @@ impl Miner<'_> {
 }
 
 /// Appends `buf ∪ S` for every `S ⊆ pe[from..]` with `|S| <= room`
-/// (`buf` nonempty or `S` nonempty), items sorted.
+/// (`buf` nonempty or `S` nonempty). `buf` is kept sorted (each item of `S`
+/// inserted in place), so every itemset is copied out already sorted.
 fn subsets(
     pe: &[u32],
     from: usize,
@@ -567,9 +598,7 @@ fn subsets(
     out: &mut Itemsets,
 ) {
     if !buf.is_empty() {
-        let start = out.items.len();
         out.items.extend_from_slice(buf);
-        out.items[start..].sort_unstable();
         out.offsets.push(out.items.len() as u64);
         out.counts.push(support);
         out.n_itemsets += 1;
@@ -578,9 +607,11 @@ fn subsets(
         return;
     }
     for k in from..pe.len() {
-        buf.push(pe[k]);
+        let x = pe[k];
+        let at = buf.partition_point(|&y| y < x);
+        buf.insert(at, x);
         subsets(pe, k + 1, room - 1, buf, support, out);
-        buf.pop();
+        buf.remove(at);
     }
 }
 
@@ -734,6 +765,12 @@ pub fn mine<O: Index, I: Index>(
             Ok(part)
         })
         .collect::<Result<Vec<_>>>()?;
+    // One exact allocation for the concatenation; each part is freed as
+    // soon as it is copied.
+    out.items.reserve(parts.iter().map(|p| p.items.len()).sum());
+    let n_sets: usize = parts.iter().map(|p| p.counts.len()).sum();
+    out.offsets.reserve(n_sets);
+    out.counts.reserve(n_sets);
     for part in parts {
         out.append(part);
     }
