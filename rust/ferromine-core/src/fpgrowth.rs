@@ -227,16 +227,23 @@ impl Paths {
     fn len(&self) -> usize {
         self.w.len()
     }
+    fn clear(&mut self) {
+        self.off.clear();
+        self.off.push(0);
+        self.items.clear();
+        self.w.clear();
+    }
     /// Path ids in lexicographic order (stable, so deterministic).
-    fn sorted_order(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+    fn sorted_order_into(&self, order: &mut Vec<u32>) {
+        order.clear();
+        order.extend(0..self.len() as u32);
         order.sort_by(|&a, &b| self.get(a as usize).cmp(self.get(b as usize)));
-        order
     }
 }
 
 /// An FP-tree in flat arrays. Node 0 is the root. `support[i]` is the total
 /// count of local item `i`; `head` lists each item's nodes (CSR by item).
+#[derive(Default)]
 struct Tree {
     item: Vec<u32>,
     count: Vec<u64>,
@@ -250,18 +257,46 @@ impl Tree {
     /// Builds the trie of `paths` visited in lexicographic `order`: a path
     /// shares the nodes of its common prefix with the previous path.
     fn build(paths: &Paths, order: &[u32], n_items: usize) -> Tree {
-        let mut item = vec![u32::MAX];
-        let mut count = vec![0u64];
-        let mut parent = vec![0u32];
-        let mut support = vec![0u64; n_items];
-        let mut stack: Vec<u32> = Vec::new();
+        let mut t = Tree::default();
+        t.build_into(paths, order, n_items, &mut Vec::new(), &mut Vec::new());
+        t
+    }
+
+    /// [`Tree::build`] into this tree's buffers (kept from an earlier use, so
+    /// the recursion does not allocate at every node); `stack` and `fill`
+    /// are scratch.
+    fn build_into(
+        &mut self,
+        paths: &Paths,
+        order: &[u32],
+        n_items: usize,
+        stack: &mut Vec<u32>,
+        fill: &mut Vec<u32>,
+    ) {
+        let Tree {
+            item,
+            count,
+            parent,
+            support,
+            head_off,
+            head,
+        } = self;
+        item.clear();
+        count.clear();
+        parent.clear();
+        item.push(u32::MAX);
+        count.push(0);
+        parent.push(0);
+        support.clear();
+        support.resize(n_items, 0);
+        stack.clear();
         let mut prev: &[u32] = &[];
         for &p in order {
             let path = paths.get(p as usize);
             let w = paths.w[p as usize];
             let common = path.iter().zip(prev).take_while(|(a, b)| a == b).count();
             stack.truncate(common);
-            for &node in &stack {
+            for &node in stack.iter() {
                 count[node as usize] += w;
             }
             for &it in &path[common..] {
@@ -278,26 +313,21 @@ impl Tree {
             prev = path;
         }
         // Nodes by item, by counting sort.
-        let mut head_off = vec![0u32; n_items + 1];
+        head_off.clear();
+        head_off.resize(n_items + 1, 0);
         for &it in &item[1..] {
             head_off[it as usize + 1] += 1;
         }
         for i in 0..n_items {
             head_off[i + 1] += head_off[i];
         }
-        let mut fill = head_off.clone();
-        let mut head = vec![0u32; item.len() - 1];
+        fill.clear();
+        fill.extend_from_slice(head_off);
+        head.clear();
+        head.resize(item.len() - 1, 0);
         for (node, &it) in item.iter().enumerate().skip(1) {
             head[fill[it as usize] as usize] = node as u32;
             fill[it as usize] += 1;
-        }
-        Tree {
-            item,
-            count,
-            parent,
-            support,
-            head_off,
-            head,
         }
     }
 
@@ -434,11 +464,37 @@ struct Miner<'a> {
 }
 
 /// Per-recursion scratch (the growing itemset and its perfect extensions,
-/// both as input column ids).
+/// both as input column ids), and the buffers of finished recursion nodes
+/// for the next ones to reuse.
 struct Scratch {
     core: Vec<u32>,
     pe: Vec<u32>,
     buf: Vec<u32>,
+    spare: Vec<NodeBufs>,
+}
+
+impl Scratch {
+    fn new(pe: Vec<u32>) -> Self {
+        Scratch {
+            core: Vec::new(),
+            pe,
+            buf: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// The working memory of one recursion node.
+#[derive(Default)]
+struct NodeBufs {
+    cnt: Vec<u64>,
+    local: Vec<u32>,
+    next_global: Vec<u32>,
+    paths: Paths,
+    order: Vec<u32>,
+    stack: Vec<u32>,
+    fill: Vec<u32>,
+    cond: Tree,
 }
 
 impl Miner<'_> {
@@ -513,9 +569,26 @@ impl Miner<'_> {
         out: &mut Itemsets,
     ) -> Result<()> {
         self.cancel.check()?;
+        let mut b = s.spare.pop().unwrap_or_default();
+        let result = self.mine_item_with(tree, global, j, s, out, &mut b);
+        s.spare.push(b);
+        result
+    }
+
+    fn mine_item_with(
+        &self,
+        tree: &Tree,
+        global: &[u32],
+        j: usize,
+        s: &mut Scratch,
+        out: &mut Itemsets,
+        b: &mut NodeBufs,
+    ) -> Result<()> {
         let sup = tree.support[j];
         // Conditional supports of the items above j (only smaller ids).
-        let mut cnt = vec![0u64; j];
+        let cnt = &mut b.cnt;
+        cnt.clear();
+        cnt.resize(j, 0);
         for &v in tree.nodes_of(j) {
             let w = tree.count[v as usize];
             let mut u = tree.parent[v as usize];
@@ -527,8 +600,11 @@ impl Miner<'_> {
         let core_len = s.core.len();
         let pe_len = s.pe.len();
         s.core.push(global[j]);
-        let mut local = vec![u32::MAX; j];
-        let mut next_global = Vec::new();
+        let local = &mut b.local;
+        local.clear();
+        local.resize(j, u32::MAX);
+        let next_global = &mut b.next_global;
+        next_global.clear();
         for i in 0..j {
             if cnt[i] == sup {
                 s.pe.push(global[i]);
@@ -543,7 +619,8 @@ impl Miner<'_> {
             if !recurse {
                 return Ok(());
             }
-            let mut paths = Paths::new();
+            let paths = &mut b.paths;
+            paths.clear();
             for &v in tree.nodes_of(j) {
                 let start = paths.items.len();
                 let mut u = tree.parent[v as usize];
@@ -557,9 +634,9 @@ impl Miner<'_> {
                 paths.items[start..].reverse();
                 paths.push_end(tree.count[v as usize]);
             }
-            let order = paths.sorted_order();
-            let cond = Tree::build(&paths, &order, next_global.len());
-            drop(paths);
+            paths.sorted_order_into(&mut b.order);
+            let cond = &mut b.cond;
+            cond.build_into(paths, &b.order, next_global.len(), &mut b.stack, &mut b.fill);
             if cond.is_single_path() {
                 // Every item above a path node is a perfect extension of it:
                 // each node is one class, no further trees needed.
@@ -576,7 +653,7 @@ impl Miner<'_> {
                 return Ok(());
             }
             for k in (0..next_global.len()).rev() {
-                self.mine_item(&cond, &next_global, k, s, out)?;
+                self.mine_item(cond, next_global, k, s, out)?;
             }
             Ok(())
         });
@@ -744,26 +821,20 @@ pub fn mine<O: Index, I: Index>(
     let mut out = Itemsets::new();
     if prep.n_transactions > 0 {
         // The class of the empty prefix: subsets of the items in every transaction.
-        let mut s = Scratch {
-            core: Vec::new(),
-            pe: prep.root_pe.clone(),
-            buf: Vec::new(),
-        };
+        let mut s = Scratch::new(prep.root_pe.clone());
         miner.emit(&mut s, prep.n_transactions, n_top == 0, &mut out)?;
     }
     let parts: Vec<Itemsets> = (0..n_top)
         .into_par_iter()
         .rev()
-        .map(|j| -> Result<Itemsets> {
-            let mut s = Scratch {
-                core: Vec::new(),
-                pe: prep.root_pe.clone(),
-                buf: Vec::new(),
-            };
-            let mut part = Itemsets::new();
-            miner.mine_item(tree, miner.item_of_rank, j, &mut s, &mut part)?;
-            Ok(part)
-        })
+        .map_init(
+            || Scratch::new(prep.root_pe.clone()),
+            |s, j| -> Result<Itemsets> {
+                let mut part = Itemsets::new();
+                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part)?;
+                Ok(part)
+            },
+        )
         .collect::<Result<Vec<_>>>()?;
     // One exact allocation for the concatenation; each part is freed as
     // soon as it is copied.
