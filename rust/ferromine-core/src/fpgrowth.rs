@@ -233,11 +233,53 @@ impl Paths {
         self.items.clear();
         self.w.clear();
     }
-    /// Path ids in lexicographic order (stable, so deterministic).
-    fn sorted_order_into(&self, order: &mut Vec<u32>) {
+    /// Path ids in lexicographic order (a path before its extensions).
+    fn sorted_order_into(&self, order: &mut Vec<u32>, stack: &mut Vec<(usize, usize, usize)>) {
         order.clear();
         order.extend(0..self.len() as u32);
-        order.sort_by(|&a, &b| self.get(a as usize).cmp(self.get(b as usize)));
+        self.lex_sort(order, stack);
+    }
+
+    /// Sorts path ids lexicographically, most significant item first: each
+    /// group of paths equal up to depth `d` is ordered by its item at `d` (a
+    /// cheap integer key) and only runs that still tie go one level deeper.
+    /// Comparing whole paths instead rescans their shared prefixes, which in
+    /// dense data are most of each path. Equal paths may end up in any order:
+    /// they build the same nodes, so the tree is determined.
+    fn lex_sort(&self, order: &mut [u32], stack: &mut Vec<(usize, usize, usize)>) {
+        let key = |p: u32, d: usize| -> u64 {
+            let (s, e) = (self.off[p as usize], self.off[p as usize + 1]);
+            if s + d < e {
+                self.items[s + d] as u64 + 1
+            } else {
+                0 // the path ended: before every extension
+            }
+        };
+        stack.clear();
+        stack.push((0, order.len(), 0));
+        while let Some((a, b, d)) = stack.pop() {
+            let run = &mut order[a..b];
+            if run.len() <= 16 {
+                run.sort_unstable_by(|&x, &y| {
+                    let (px, py) = (self.get(x as usize), self.get(y as usize));
+                    px[d.min(px.len())..].cmp(&py[d.min(py.len())..])
+                });
+                continue;
+            }
+            run.sort_unstable_by_key(|&p| key(p, d));
+            let mut i = 0;
+            while i < run.len() {
+                let k = key(run[i], d);
+                let mut j = i + 1;
+                while j < run.len() && key(run[j], d) == k {
+                    j += 1;
+                }
+                if k != 0 && j - i > 1 {
+                    stack.push((a + i, a + j, d + 1));
+                }
+                i = j;
+            }
+        }
     }
 }
 
@@ -400,8 +442,8 @@ fn prepare<O: Index, I: Index>(
         paths.push_end(1);
     }
     cancel.check()?;
-    let mut order: Vec<u32> = (0..paths.len() as u32).collect();
-    order.par_sort_by(|&a, &b| paths.get(a as usize).cmp(paths.get(b as usize)));
+    let mut order = Vec::new();
+    paths.sorted_order_into(&mut order, &mut Vec::new());
     let tree = Tree::build(&paths, &order, item_of_rank.len());
     Ok(Prepared {
         n_transactions: n as u64,
@@ -494,6 +536,7 @@ struct NodeBufs {
     order: Vec<u32>,
     stack: Vec<u32>,
     fill: Vec<u32>,
+    runs: Vec<(usize, usize, usize)>,
     cond: Tree,
 }
 
@@ -634,7 +677,7 @@ impl Miner<'_> {
                 paths.items[start..].reverse();
                 paths.push_end(tree.count[v as usize]);
             }
-            paths.sorted_order_into(&mut b.order);
+            paths.sorted_order_into(&mut b.order, &mut b.runs);
             let cond = &mut b.cond;
             cond.build_into(paths, &b.order, next_global.len(), &mut b.stack, &mut b.fill);
             if cond.is_single_path() {
