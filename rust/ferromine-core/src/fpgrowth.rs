@@ -679,7 +679,13 @@ impl Miner<'_> {
             }
             paths.sorted_order_into(&mut b.order, &mut b.runs);
             let cond = &mut b.cond;
-            cond.build_into(paths, &b.order, next_global.len(), &mut b.stack, &mut b.fill);
+            cond.build_into(
+                paths,
+                &b.order,
+                next_global.len(),
+                &mut b.stack,
+                &mut b.fill,
+            );
             if cond.is_single_path() {
                 // Every item above a path node is a perfect extension of it:
                 // each node is one class, no further trees needed.

@@ -6,8 +6,8 @@ use ferromine_core::fpgrowth::{self, Kind, MineParams, RuleParams};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyError, PyValueError};
-use pyo3::prelude::*;
 use pyo3::ffi;
+use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyList};
 
 use crate::run::{run, threads};
@@ -157,7 +157,9 @@ pub fn fp_frozensets<'py>(
         // filled with PySet_Add (documented C-API use); every element is a
         // live object of `objects` (ids < n_ids), and PySet_Add takes its own
         // reference. The set is owned by `set` from here on (dropped on error).
-        let set = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyFrozenSet_New(std::ptr::null_mut()))? };
+        let set = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyFrozenSet_New(std::ptr::null_mut()))?
+        };
         for &id in &items[a..b] {
             if unsafe { ffi::PySet_Add(set.as_ptr(), objects[id as usize].as_ptr()) } != 0 {
                 return Err(PyErr::fetch(py));
