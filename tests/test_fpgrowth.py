@@ -642,3 +642,31 @@ def test_frozenset_building_restores_the_gc_state(market):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_frozensets_are_untracked_only_when_cycle_free():
+    import gc
+
+    from ferromine import _core
+
+    off = np.array([0, 2, 3, 3], dtype=np.uint64)
+    items = np.array([0, 1, 1], dtype=np.uint32)
+    sets = _core.fp_frozensets(off, items)
+    assert sets.dtype == object and list(sets) == [frozenset({0, 1}), frozenset({1}), frozenset()]
+    # Int (or str) elements cannot reference anything: the sets leave the GC.
+    assert not any(gc.is_tracked(s) for s in sets)
+    assert not any(gc.is_tracked(s) for s in _core.fp_frozensets(off, items, ["a", "b"]))
+
+    class Label:  # hashable by identity, and tracked: could point back at its set
+        pass
+
+    labels = [Label(), Label()]
+    sets = _core.fp_frozensets(off, items, labels)
+    assert all(gc.is_tracked(s) for s in sets)
+    assert set(sets[0]) == set(labels)
+    # An unhashable label fails cleanly, with the GC switched back on.
+    with pytest.raises(TypeError, match="unhashable"):
+        _core.fp_frozensets(off, items, [[1], [2]])
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="fewer labels"):
+        _core.fp_frozensets(off, items, ["a"])

@@ -10,7 +10,6 @@ and the rule metrics run in Rust (:mod:`ferromine._core`).
 
 from __future__ import annotations
 
-import gc
 import gzip
 import itertools
 import numbers
@@ -397,18 +396,11 @@ def _check_output(output: str) -> None:
 
 
 def _frozensets(offsets: np.ndarray, items: np.ndarray, labels: list[Any] | None) -> np.ndarray:
-    """The frozenset column as an object array, built in Rust (which also
-    untracks the sets from the cyclic GC when their elements allow it). The GC
-    is paused meanwhile for the other case: the new sets cannot form cycles,
-    and the collections that millions of fresh containers would trigger (each
-    walking every live object) cost more than building them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _core.fp_frozensets(offsets, items, labels)
-    finally:
-        if enabled:
-            gc.enable()
+    """The frozenset column as an object array, built in Rust with the cyclic
+    GC paused (the new sets cannot form cycles, and the collections millions
+    of fresh containers would trigger cost more than building them); the sets
+    are untracked from the GC when their elements allow it."""
+    return _core.fp_frozensets(offsets, items, labels)
 
 
 def _itemset_frame(

@@ -542,16 +542,18 @@ struct NodeBufs {
 
 impl Miner<'_> {
     fn count(&self, n: u64) -> Result<()> {
+        // No limit, no shared counter: threads would contend on it at every node.
+        let Some(limit) = self.p.max_itemsets else {
+            return Ok(());
+        };
         let before = self.emitted.fetch_add(n, Ordering::Relaxed);
-        if let Some(limit) = self.p.max_itemsets {
-            if before.saturating_add(n) > limit {
-                return Err(CoreError::invalid(format!(
-                    "the result would exceed max_itemsets={limit} itemsets ({} so far); raise \
-                     min_support, set max_len, use fpclosed/fpmax (kind='closed'/'maximal'), \
-                     output='count', or raise max_itemsets",
-                    before.saturating_add(n)
-                )));
-            }
+        if before.saturating_add(n) > limit {
+            return Err(CoreError::invalid(format!(
+                "the result would exceed max_itemsets={limit} itemsets ({} so far); raise \
+                 min_support, set max_len, use fpclosed/fpmax (kind='closed'/'maximal'), \
+                 output='count', or raise max_itemsets",
+                before.saturating_add(n)
+            )));
         }
         Ok(())
     }

@@ -108,6 +108,27 @@ pub fn fp_mine<'py>(
     ))
 }
 
+/// Pauses Python's cyclic GC while alive (restoring its previous state):
+/// without it, the allocations of the new sets trigger collections that walk
+/// every tracked object of the process, whatever a caller set up before.
+struct GcPause(bool);
+
+impl GcPause {
+    fn new() -> Self {
+        // SAFETY: called with the GIL held (we hold a `Python` token).
+        GcPause(unsafe { ffi::PyGC_Disable() } != 0)
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: as above; dropped before the GIL-holding function returns.
+            unsafe { ffi::PyGC_Enable() };
+        }
+    }
+}
+
 /// One frozenset per list entry `items[offsets[k]:offsets[k+1]]`, whose
 /// elements are `labels[id]` (or the int `id` without labels), as a NumPy
 /// object array (a DataFrame column without conversion). Each label object
@@ -117,8 +138,8 @@ pub fn fp_mine<'py>(
 /// `frozenset(tuple)` does, without the tuples). When no element is tracked
 /// by the cyclic GC (ints, strings, floats: CPython's own rule for untracking
 /// tuples), no frozenset can be part of a reference cycle, so each is
-/// untracked: the collections that millions of new containers would trigger
-/// then have nothing to walk, now and in every later full collection.
+/// untracked: later collections have nothing of them to walk. The GC is
+/// paused meanwhile (see [`GcPause`]).
 #[pyfunction]
 #[pyo3(signature = (offsets, items, labels=None))]
 pub fn fp_frozensets<'py>(
@@ -147,6 +168,7 @@ pub fn fp_frozensets<'py>(
         .iter()
         .all(|o| unsafe { ffi::PyObject_GC_IsTracked(o.as_ptr()) } == 0);
     let n = offsets.len().saturating_sub(1);
+    let _paused = GcPause::new();
     let mut sets: Vec<Py<PyAny>> = Vec::with_capacity(n);
     for k in 0..n {
         let (a, b) = (offsets[k] as usize, offsets[k + 1] as usize);
