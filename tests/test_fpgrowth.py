@@ -518,9 +518,53 @@ def test_missing_values_without_null_values():
     # A nullable bool frame without NA is mined like a bool one, no warning.
     ok = pd.DataFrame({"a": pd.array([True, True, False], dtype="boolean"), "b": pd.array([True, False, False], dtype="boolean")})
     assert as_set(fpgrowth(ok, 0.3)) == as_set(fpgrowth(ok.astype(bool), 0.3))
-    # With null_values=True and NaN present: a clear refusal, not a wrong answer.
-    with pytest.raises(NotImplementedError, match="null_values=True"), pytest.warns(DeprecationWarning):
-        fpgrowth(pd.DataFrame({"a": [1.0, np.nan, 0.0]}), 0.5, null_values=True)
+    # fpmax/fpclosed with null_values=True and NaN present: a clear refusal, not a wrong answer.
+    for fn in (fpmax, fpclosed):
+        with pytest.raises(NotImplementedError, match="null_values=True"), pytest.warns(DeprecationWarning):
+            fn(pd.DataFrame({"a": [1.0, np.nan, 0.0]}), 0.5, null_values=True)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_null_values_match_mlxtend(seed):
+    # mlxtend's null_values=True: supports over the rows without NaN in the itemset's columns.
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(8, 40)), int(rng.integers(2, 7))
+    values = (rng.random((n, m)) < rng.uniform(0.3, 0.8)).astype(np.float64)
+    values[rng.random((n, m)) < rng.uniform(0.05, 0.3)] = np.nan
+    if seed == 0:
+        values[:, 0] = np.nan  # a column without any known value
+    values[0, -1] = np.nan  # at least one NaN
+    df = pd.DataFrame(values, columns=[f"c{j}" for j in range(m)])
+    for ms in (0.15, 0.3, 0.5):
+        assume_same_threshold = math.ceil(ms * n)
+        assert assume_same_threshold / n >= ms > (assume_same_threshold - 1) / n
+        for max_len in (None, 2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = mlxtend_fp().fpgrowth(df, ms, null_values=True, use_colnames=True, max_len=max_len)
+            with pytest.warns(DeprecationWarning, match="non-bool"):
+                got = fpgrowth(df, ms, null_values=True, use_colnames=True, max_len=max_len)
+            assert as_set(got) == as_set(want), (seed, ms, max_len)
+            assert got["support"].dtype == np.float64
+            with pytest.warns(DeprecationWarning, match="non-bool"):
+                assert fpgrowth(df, ms, null_values=True, max_len=max_len, output="count") == len(want)
+    if seed == 0:
+        return  # mlxtend divides by zero on an all-NaN object column
+    # Objects True/False/NaN: mlxtend's bool check passes (no warning), same answer.
+    raw = np.empty((n, m), dtype=object)
+    raw[:] = values == 1
+    raw[np.isnan(values)] = np.nan
+    obj = pd.DataFrame(raw, columns=df.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = mlxtend_fp().fpgrowth(obj, 0.3, null_values=True, use_colnames=True)
+    assert as_set(fpgrowth(obj, 0.3, null_values=True, use_colnames=True)) == as_set(want)
+
+
+def test_null_values_bad_value():
+    df = pd.DataFrame({"a": [1.0, np.nan, 2.0], "b": [0.0, 1.0, 1.0]})
+    with pytest.raises(ValueError, match="True, False, 0, 1, NaN. Found value 2.0"), pytest.warns(DeprecationWarning):
+        fpgrowth(df, 0.5, null_values=True)
 
 
 def test_non_bool_sparse_frame_warns_like_mlxtend():
@@ -598,3 +642,31 @@ def test_frozenset_building_restores_the_gc_state(market):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_frozensets_are_untracked_only_when_cycle_free():
+    import gc
+
+    from ferromine import _core
+
+    off = np.array([0, 2, 3, 3], dtype=np.uint64)
+    items = np.array([0, 1, 1], dtype=np.uint32)
+    sets = _core.fp_frozensets(off, items)
+    assert sets.dtype == object and list(sets) == [frozenset({0, 1}), frozenset({1}), frozenset()]
+    # Int (or str) elements cannot reference anything: the sets leave the GC.
+    assert not any(gc.is_tracked(s) for s in sets)
+    assert not any(gc.is_tracked(s) for s in _core.fp_frozensets(off, items, ["a", "b"]))
+
+    class Label:  # hashable by identity, and tracked: could point back at its set
+        pass
+
+    labels = [Label(), Label()]
+    sets = _core.fp_frozensets(off, items, labels)
+    assert all(gc.is_tracked(s) for s in sets)
+    assert set(sets[0]) == set(labels)
+    # An unhashable label fails cleanly, with the GC switched back on.
+    with pytest.raises(TypeError, match="unhashable"):
+        _core.fp_frozensets(off, items, [[1], [2]])
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="fewer labels"):
+        _core.fp_frozensets(off, items, ["a"])

@@ -10,7 +10,6 @@ and the rule metrics run in Rust (:mod:`ferromine._core`).
 
 from __future__ import annotations
 
-import gc
 import gzip
 import itertools
 import numbers
@@ -70,15 +69,23 @@ DEFAULT_MAX_RULES = 50_000_000
 class _Transactions:
     """Transactions as CSR plus the label of every item id (or None)."""
 
-    __slots__ = ("indptr", "indices", "n_items", "labels")
+    __slots__ = ("indptr", "indices", "n_items", "labels", "nan")
 
     def __init__(
-        self, indptr: np.ndarray, indices: np.ndarray, n_items: int, labels: list[Any] | None
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        n_items: int,
+        labels: list[Any] | None,
+        nan: np.ndarray | None = None,
     ) -> None:
         self.indptr = np.ascontiguousarray(indptr)
         self.indices = np.ascontiguousarray(indices)
         self.n_items = int(n_items)
         self.labels = labels
+        # null_values=True with NaN: the (n, n_items) NaN mask; the CSR then
+        # holds the cells that are 1 *or* NaN, as mlxtend's tree does.
+        self.nan = nan
 
     @property
     def n(self) -> int:
@@ -86,6 +93,7 @@ class _Transactions:
 
 
 _BAD_VALUES = "The allowed values for a DataFrame are True, False, 0, 1. Found value %s"
+_BAD_VALUES_NULL = "The allowed values for a DataFrame are True, False, 0, 1, NaN. Found value %s"
 _NON_BOOL = (
     "DataFrames with non-bool types result in worse computational"
     "performance and their support might be discontinued in the future."
@@ -114,7 +122,7 @@ def _from_scipy(X: Any) -> tuple[np.ndarray, np.ndarray, int]:
     data = np.asarray(X.data)
     if data.dtype != bool:
         _check_values(data)
-    if not (data != 0).all():  # explicit zeros are absent items
+    if np.count_nonzero(data) != len(data):  # explicit zeros are absent items (no temporary)
         X = X.copy()
         X.eliminate_zeros()
     return np.asarray(X.indptr), np.asarray(X.indices), X.shape[1]
@@ -130,6 +138,13 @@ def _from_frame(df: Any, null_values: bool) -> _Transactions:
     dtypes = list(df.dtypes)
     all_bool = all(pd.api.types.is_bool_dtype(d) for d in dtypes)
     is_sparse = all(isinstance(d, pd.SparseDtype) for d in dtypes)
+    if null_values and not all_bool:
+        # mlxtend's test with null_values: every cell NaN or a bool.
+        all_bool = all(
+            pd.api.types.is_bool_dtype(d)
+            or (d == object and all(isinstance(x, bool) for x in df[c].dropna()))
+            for c, d in zip(df.columns, dtypes)
+        )
     if not all_bool:
         warnings.warn(_NON_BOOL, DeprecationWarning, stacklevel=4)
     if not null_values:
@@ -142,10 +157,7 @@ def _from_frame(df: Any, null_values: bool) -> _Transactions:
     if null_values:
         has_nan = bool(df.isna().to_numpy().any())
         if has_nan:
-            raise NotImplementedError(
-                "null_values=True with NaN in the data is not supported by ferromine yet; "
-                "fill or drop the missing values, or use mlxtend for this case"
-            )
+            return _from_frame_with_nan(df, labels)
         warnings.warn(
             "null_values=True is inefficient when there are no NaN values in the DataFrame."
             "Set null_values=False for faster output.",
@@ -169,6 +181,28 @@ def _from_frame(df: Any, null_values: bool) -> _Transactions:
         arr = values != 0
     indptr, indices = _csr_of_dense(arr)
     return _Transactions(indptr, indices, df.shape[1], labels)
+
+
+def _from_frame_with_nan(df: Any, labels: list[Any]) -> _Transactions:
+    """A one-hot frame with NaN, for mlxtend's ``null_values=True`` mode."""
+    import pandas as pd
+
+    if any(isinstance(d, pd.SparseDtype) for d in df.dtypes):
+        df = df.sparse.to_dense() if hasattr(df, "sparse") else df.astype(
+            {c: d.subtype for c, d in zip(df.columns, df.dtypes) if isinstance(d, pd.SparseDtype)}
+        )
+    nan = np.ascontiguousarray(df.isna().to_numpy(dtype=bool))
+    try:
+        values = df.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raw = df.to_numpy(dtype=object)
+        bad = [x for x in raw[~nan] if not (isinstance(x, (bool, numbers.Real)) and x in (0, 1))]
+        raise ValueError(_BAD_VALUES_NULL % (bad[0] if bad else raw[~nan][0])) from None
+    bad = ~nan & (values != 0) & (values != 1)
+    if bad.any():
+        raise ValueError(_BAD_VALUES_NULL % values[np.nonzero(bad)][0])
+    indptr, indices = _csr_of_dense(nan | (values == 1))
+    return _Transactions(indptr, indices, df.shape[1], labels, nan)
 
 
 def _sorted_vocabulary(items: Iterable[Hashable]) -> list[Any]:
@@ -361,18 +395,12 @@ def _check_output(output: str) -> None:
         raise ValueError(f"output must be 'pandas', 'arrow', 'polars' or 'count', got {output!r}")
 
 
-def _frozensets(offsets: np.ndarray, items: np.ndarray, labels: list[Any] | None) -> list[frozenset[Any]]:
-    """The frozenset column, built in Rust with the cyclic GC paused: the new
-    sets cannot form cycles, and the collections that millions of fresh
-    containers would trigger (each walking every live object) cost more than
-    building them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _core.fp_frozensets(offsets, items, labels)
-    finally:
-        if enabled:
-            gc.enable()
+def _frozensets(offsets: np.ndarray, items: np.ndarray, labels: list[Any] | None) -> np.ndarray:
+    """The frozenset column as an object array, built in Rust with the cyclic
+    GC paused (the new sets cannot form cycles, and the collections millions
+    of fresh containers would trigger cost more than building them); the sets
+    are untracked from the GC when their elements allow it."""
+    return _core.fp_frozensets(offsets, items, labels)
 
 
 def _itemset_frame(
@@ -388,13 +416,15 @@ def _itemset_frame(
         import pandas as pd
 
         sets = _frozensets(offsets, items, labels if use_colnames else None)
-        return pd.DataFrame({names[0]: support, names[1]: sets})
+        # Both columns are fresh arrays: no copy, no inference over the objects.
+        return pd.DataFrame({names[0]: support, names[1]: sets}, copy=False)
     import pyarrow as pa
 
     values: Any = pa.array(items)
     if use_colnames and labels is not None:
         values = pa.array(labels).take(values)
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets.astype(np.int64, copy=False)), values)
+    # Offsets fit in int64: a view, not a copy.
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets.view(np.int64)), values)
     table = pa.table({names[0]: pa.array(support), names[1]: lists})
     if output == "polars":
         import polars as pl
@@ -417,6 +447,8 @@ def _mine(
     _check_output(output)
     max_len = _check_max_len(max_len)
     tx = _intake(data, null_values)
+    if tx.nan is not None:
+        return _mine_with_nan(tx, kind, min_support, use_colnames, max_len, output, max_itemsets, n_jobs)
     n = tx.n
     if n == 0:
         min_count = 1
@@ -438,8 +470,94 @@ def _mine(
     )
     if count_only:
         return int(n_itemsets)
-    support = counts.astype(np.float64) / float(max(n, 1))
+    support = counts.astype(np.float64)
+    support /= float(max(n, 1))
     return _itemset_frame(offsets, items, support, tx.labels, use_colnames, output)
+
+
+def _bitsets(mask: np.ndarray) -> list[int]:
+    """Each column of a bool matrix as a Python int bitset over its rows."""
+    packed = np.packbits(mask, axis=0, bitorder="little")
+    return [int.from_bytes(packed[:, j].tobytes(), "little") for j in range(mask.shape[1])]
+
+
+def _mine_with_nan(
+    tx: _Transactions,
+    kind: str,
+    min_support: float | int,
+    use_colnames: bool,
+    max_len: int | None,
+    output: str,
+    max_itemsets: int | None,
+    n_jobs: int | None,
+) -> Any:
+    """mlxtend's ``null_values=True`` semantics (``fpcommon.setup_fptree`` and
+    ``generate_itemsets``): an item enters when ``count(1) / (n - count(NaN))
+    >= min_support``; the candidates are the itemsets of those items whose
+    count, with NaN counted as present, reaches the threshold (plus every
+    entered single item); each gets ``support = rows with all items 1 / (n -
+    rows with a NaN among its items)`` (0 when no row is left) and is kept
+    when that is ``>= min_support``."""
+    if kind != "all":
+        raise NotImplementedError(
+            f"null_values=True with NaN in the data is implemented for fpgrowth only, not "
+            f"{'fpmax' if kind == 'maximal' else 'fpclosed'}; fill or drop the missing values"
+        )
+    n = tx.n
+    min_count = _min_count(min_support, n)
+    frac = min_support / n if isinstance(min_support, numbers.Integral) else float(min_support)
+    nan = tx.nan
+    m = tx.n_items
+    present = np.zeros((n, m), dtype=bool)
+    rows = np.repeat(np.arange(n), np.diff(tx.indptr))
+    present[rows, tx.indices] = True
+    n_nan = nan.sum(axis=0)
+    ones = present.sum(axis=0) - n_nan
+    left = n - n_nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        allowed = np.where(left > 0, ones / np.maximum(left, 1), 0.0) >= frac
+    present &= allowed[None, :]
+    indptr, indices = _csr_of_dense(present)
+    offsets, items, counts, _ = _core.fp_mine(
+        indptr,
+        np.ascontiguousarray(indices),
+        m,
+        min_count,
+        max_len=max_len,
+        max_itemsets=None if max_itemsets is None else int(max_itemsets),
+        n_threads=resolve_n_jobs(n_jobs),
+    )
+    # Entered items below the count threshold are candidates too (mlxtend
+    # yields every item of its first tree).
+    counted = present.sum(axis=0)
+    extra = np.flatnonzero(allowed & (counted < min_count))
+    sets = [items[offsets[k] : offsets[k + 1]] for k in range(len(counts))]
+    sets += [np.array([j], dtype=np.uint32) for j in extra]
+    counts_all = counts.tolist() + counted[extra].tolist()
+    # Only rows with a NaN differ between "present" and "1": bitsets over them.
+    nan_rows = np.flatnonzero(nan.any(axis=1))
+    p_bits = _bitsets(present[nan_rows])
+    n_bits = _bitsets(nan[nan_rows])
+    keep_sets, support = [], []
+    for items_k, c in zip(sets, counts_all):
+        both, any_nan = -1, 0
+        for j in items_k.tolist():
+            both &= p_bits[j]
+            any_nan |= n_bits[j]
+        den = n - any_nan.bit_count()
+        sup = (c - (both & any_nan).bit_count()) / den if den else 0.0
+        if sup >= frac:
+            keep_sets.append(items_k)
+            support.append(sup)
+    if output == "count":
+        return len(keep_sets)
+    lengths = np.fromiter(map(len, keep_sets), dtype=np.int64, count=len(keep_sets))
+    out_offsets = np.zeros(len(keep_sets) + 1, dtype=np.uint64)
+    np.cumsum(lengths, out=out_offsets[1:])
+    out_items = np.concatenate(keep_sets).astype(np.uint32) if keep_sets else np.zeros(0, np.uint32)
+    return _itemset_frame(
+        out_offsets, out_items, np.asarray(support, dtype=np.float64), tx.labels, use_colnames, output
+    )
 
 
 _MINE_DOC = """
@@ -458,7 +576,10 @@ _MINE_DOC = """
         itemset size). An int >= 1 is an absolute count.
     null_values : bool, default False
         mlxtend's switch for NaN in the frame; NaN raises ValueError without
-        it. Mining with NaN present is not supported (NotImplementedError).
+        it. With it, :func:`fpgrowth` follows mlxtend: an itemset's support is
+        (rows where all its items are 1) / (rows without NaN among its
+        items). :func:`fpmax` and :func:`fpclosed` with NaN present raise
+        NotImplementedError.
     use_colnames : bool, default False
         Items as column labels (or the transaction items) instead of column
         positions.
@@ -704,7 +825,8 @@ def association_rules(
             {
                 "antecedents": _frozensets(a_off, a_items, vocab),
                 "consequents": _frozensets(c_off, c_items, vocab),
-            }
+            },
+            copy=False,
         )
         for name, j in zip(return_metrics, cols):
             res[name] = values[:, j]

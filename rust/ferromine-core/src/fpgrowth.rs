@@ -227,16 +227,65 @@ impl Paths {
     fn len(&self) -> usize {
         self.w.len()
     }
-    /// Path ids in lexicographic order (stable, so deterministic).
-    fn sorted_order(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.len() as u32).collect();
-        order.sort_by(|&a, &b| self.get(a as usize).cmp(self.get(b as usize)));
-        order
+    fn clear(&mut self) {
+        self.off.clear();
+        self.off.push(0);
+        self.items.clear();
+        self.w.clear();
+    }
+    /// Path ids in lexicographic order (a path before its extensions).
+    fn sorted_order_into(&self, order: &mut Vec<u32>, stack: &mut Vec<(usize, usize, usize)>) {
+        order.clear();
+        order.extend(0..self.len() as u32);
+        self.lex_sort(order, stack);
+    }
+
+    /// Sorts path ids lexicographically, most significant item first: each
+    /// group of paths equal up to depth `d` is ordered by its item at `d` (a
+    /// cheap integer key) and only runs that still tie go one level deeper.
+    /// Comparing whole paths instead rescans their shared prefixes, which in
+    /// dense data are most of each path. Equal paths may end up in any order:
+    /// they build the same nodes, so the tree is determined.
+    fn lex_sort(&self, order: &mut [u32], stack: &mut Vec<(usize, usize, usize)>) {
+        let key = |p: u32, d: usize| -> u64 {
+            let (s, e) = (self.off[p as usize], self.off[p as usize + 1]);
+            if s + d < e {
+                self.items[s + d] as u64 + 1
+            } else {
+                0 // the path ended: before every extension
+            }
+        };
+        stack.clear();
+        stack.push((0, order.len(), 0));
+        while let Some((a, b, d)) = stack.pop() {
+            let run = &mut order[a..b];
+            if run.len() <= 16 {
+                run.sort_unstable_by(|&x, &y| {
+                    let (px, py) = (self.get(x as usize), self.get(y as usize));
+                    px[d.min(px.len())..].cmp(&py[d.min(py.len())..])
+                });
+                continue;
+            }
+            run.sort_unstable_by_key(|&p| key(p, d));
+            let mut i = 0;
+            while i < run.len() {
+                let k = key(run[i], d);
+                let mut j = i + 1;
+                while j < run.len() && key(run[j], d) == k {
+                    j += 1;
+                }
+                if k != 0 && j - i > 1 {
+                    stack.push((a + i, a + j, d + 1));
+                }
+                i = j;
+            }
+        }
     }
 }
 
 /// An FP-tree in flat arrays. Node 0 is the root. `support[i]` is the total
 /// count of local item `i`; `head` lists each item's nodes (CSR by item).
+#[derive(Default)]
 struct Tree {
     item: Vec<u32>,
     count: Vec<u64>,
@@ -250,18 +299,46 @@ impl Tree {
     /// Builds the trie of `paths` visited in lexicographic `order`: a path
     /// shares the nodes of its common prefix with the previous path.
     fn build(paths: &Paths, order: &[u32], n_items: usize) -> Tree {
-        let mut item = vec![u32::MAX];
-        let mut count = vec![0u64];
-        let mut parent = vec![0u32];
-        let mut support = vec![0u64; n_items];
-        let mut stack: Vec<u32> = Vec::new();
+        let mut t = Tree::default();
+        t.build_into(paths, order, n_items, &mut Vec::new(), &mut Vec::new());
+        t
+    }
+
+    /// [`Tree::build`] into this tree's buffers (kept from an earlier use, so
+    /// the recursion does not allocate at every node); `stack` and `fill`
+    /// are scratch.
+    fn build_into(
+        &mut self,
+        paths: &Paths,
+        order: &[u32],
+        n_items: usize,
+        stack: &mut Vec<u32>,
+        fill: &mut Vec<u32>,
+    ) {
+        let Tree {
+            item,
+            count,
+            parent,
+            support,
+            head_off,
+            head,
+        } = self;
+        item.clear();
+        count.clear();
+        parent.clear();
+        item.push(u32::MAX);
+        count.push(0);
+        parent.push(0);
+        support.clear();
+        support.resize(n_items, 0);
+        stack.clear();
         let mut prev: &[u32] = &[];
         for &p in order {
             let path = paths.get(p as usize);
             let w = paths.w[p as usize];
             let common = path.iter().zip(prev).take_while(|(a, b)| a == b).count();
             stack.truncate(common);
-            for &node in &stack {
+            for &node in stack.iter() {
                 count[node as usize] += w;
             }
             for &it in &path[common..] {
@@ -278,26 +355,21 @@ impl Tree {
             prev = path;
         }
         // Nodes by item, by counting sort.
-        let mut head_off = vec![0u32; n_items + 1];
+        head_off.clear();
+        head_off.resize(n_items + 1, 0);
         for &it in &item[1..] {
             head_off[it as usize + 1] += 1;
         }
         for i in 0..n_items {
             head_off[i + 1] += head_off[i];
         }
-        let mut fill = head_off.clone();
-        let mut head = vec![0u32; item.len() - 1];
+        fill.clear();
+        fill.extend_from_slice(head_off);
+        head.clear();
+        head.resize(item.len() - 1, 0);
         for (node, &it) in item.iter().enumerate().skip(1) {
             head[fill[it as usize] as usize] = node as u32;
             fill[it as usize] += 1;
-        }
-        Tree {
-            item,
-            count,
-            parent,
-            support,
-            head_off,
-            head,
         }
     }
 
@@ -370,8 +442,8 @@ fn prepare<O: Index, I: Index>(
         paths.push_end(1);
     }
     cancel.check()?;
-    let mut order: Vec<u32> = (0..paths.len() as u32).collect();
-    order.par_sort_by(|&a, &b| paths.get(a as usize).cmp(paths.get(b as usize)));
+    let mut order = Vec::new();
+    paths.sorted_order_into(&mut order, &mut Vec::new());
     let tree = Tree::build(&paths, &order, item_of_rank.len());
     Ok(Prepared {
         n_transactions: n as u64,
@@ -404,6 +476,27 @@ fn class_size(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
     total as u64
 }
 
+/// Total number of items over the itemsets counted by [`class_size`],
+/// saturating: `sum_k C(n_pe, k) * (core_len + k)`.
+fn class_items(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
+    if core_len > max_len {
+        return 0;
+    }
+    let kmax = n_pe.min(max_len - core_len);
+    let mut total: u128 = 0;
+    let mut binom: u128 = 1; // C(n_pe, k)
+    for k in 0..=kmax {
+        if k > 0 {
+            binom = binom * (n_pe - k + 1) as u128 / k as u128;
+        }
+        total = total.saturating_add(binom.saturating_mul((core_len + k) as u128));
+        if total > u64::MAX as u128 {
+            return u64::MAX;
+        }
+    }
+    total as u64
+}
+
 struct Miner<'a> {
     p: MineParams,
     max_len: usize,
@@ -413,25 +506,54 @@ struct Miner<'a> {
 }
 
 /// Per-recursion scratch (the growing itemset and its perfect extensions,
-/// both as input column ids).
+/// both as input column ids), and the buffers of finished recursion nodes
+/// for the next ones to reuse.
 struct Scratch {
     core: Vec<u32>,
     pe: Vec<u32>,
     buf: Vec<u32>,
+    spare: Vec<NodeBufs>,
+}
+
+impl Scratch {
+    fn new(pe: Vec<u32>) -> Self {
+        Scratch {
+            core: Vec::new(),
+            pe,
+            buf: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// The working memory of one recursion node.
+#[derive(Default)]
+struct NodeBufs {
+    cnt: Vec<u64>,
+    local: Vec<u32>,
+    next_global: Vec<u32>,
+    paths: Paths,
+    order: Vec<u32>,
+    stack: Vec<u32>,
+    fill: Vec<u32>,
+    runs: Vec<(usize, usize, usize)>,
+    cond: Tree,
 }
 
 impl Miner<'_> {
     fn count(&self, n: u64) -> Result<()> {
+        // No limit, no shared counter: threads would contend on it at every node.
+        let Some(limit) = self.p.max_itemsets else {
+            return Ok(());
+        };
         let before = self.emitted.fetch_add(n, Ordering::Relaxed);
-        if let Some(limit) = self.p.max_itemsets {
-            if before.saturating_add(n) > limit {
-                return Err(CoreError::invalid(format!(
-                    "the result would exceed max_itemsets={limit} itemsets ({} so far); raise \
-                     min_support, set max_len, use fpclosed/fpmax (kind='closed'/'maximal'), \
-                     output='count', or raise max_itemsets",
-                    before.saturating_add(n)
-                )));
-            }
+        if before.saturating_add(n) > limit {
+            return Err(CoreError::invalid(format!(
+                "the result would exceed max_itemsets={limit} itemsets ({} so far); raise \
+                 min_support, set max_len, use fpclosed/fpmax (kind='closed'/'maximal'), \
+                 output='count', or raise max_itemsets",
+                before.saturating_add(n)
+            )));
         }
         Ok(())
     }
@@ -450,8 +572,17 @@ impl Miner<'_> {
                     return Ok(());
                 }
                 let room = self.max_len.saturating_sub(s.core.len()).min(s.pe.len());
+                // Exact room for the class (one growth step, not several);
+                // a huge class just grows as it goes.
+                let n_items = class_items(s.core.len(), s.pe.len(), self.max_len);
+                if n_items <= 1 << 26 {
+                    let _ = out.items.try_reserve(n_items as usize);
+                    let _ = out.offsets.try_reserve(n as usize);
+                    let _ = out.counts.try_reserve(n as usize);
+                }
                 s.buf.clear();
                 s.buf.extend_from_slice(&s.core);
+                s.buf.sort_unstable();
                 subsets(&s.pe, 0, room, &mut s.buf, support, out);
             }
             Kind::Closed | Kind::Maximal => {
@@ -483,9 +614,26 @@ impl Miner<'_> {
         out: &mut Itemsets,
     ) -> Result<()> {
         self.cancel.check()?;
+        let mut b = s.spare.pop().unwrap_or_default();
+        let result = self.mine_item_with(tree, global, j, s, out, &mut b);
+        s.spare.push(b);
+        result
+    }
+
+    fn mine_item_with(
+        &self,
+        tree: &Tree,
+        global: &[u32],
+        j: usize,
+        s: &mut Scratch,
+        out: &mut Itemsets,
+        b: &mut NodeBufs,
+    ) -> Result<()> {
         let sup = tree.support[j];
         // Conditional supports of the items above j (only smaller ids).
-        let mut cnt = vec![0u64; j];
+        let cnt = &mut b.cnt;
+        cnt.clear();
+        cnt.resize(j, 0);
         for &v in tree.nodes_of(j) {
             let w = tree.count[v as usize];
             let mut u = tree.parent[v as usize];
@@ -497,8 +645,11 @@ impl Miner<'_> {
         let core_len = s.core.len();
         let pe_len = s.pe.len();
         s.core.push(global[j]);
-        let mut local = vec![u32::MAX; j];
-        let mut next_global = Vec::new();
+        let local = &mut b.local;
+        local.clear();
+        local.resize(j, u32::MAX);
+        let next_global = &mut b.next_global;
+        next_global.clear();
         for i in 0..j {
             if cnt[i] == sup {
                 s.pe.push(global[i]);
@@ -513,7 +664,8 @@ impl Miner<'_> {
             if !recurse {
                 return Ok(());
             }
-            let mut paths = Paths::new();
+            let paths = &mut b.paths;
+            paths.clear();
             for &v in tree.nodes_of(j) {
                 let start = paths.items.len();
                 let mut u = tree.parent[v as usize];
@@ -527,9 +679,15 @@ impl Miner<'_> {
                 paths.items[start..].reverse();
                 paths.push_end(tree.count[v as usize]);
             }
-            let order = paths.sorted_order();
-            let cond = Tree::build(&paths, &order, next_global.len());
-            drop(paths);
+            paths.sorted_order_into(&mut b.order, &mut b.runs);
+            let cond = &mut b.cond;
+            cond.build_into(
+                paths,
+                &b.order,
+                next_global.len(),
+                &mut b.stack,
+                &mut b.fill,
+            );
             if cond.is_single_path() {
                 // Every item above a path node is a perfect extension of it:
                 // each node is one class, no further trees needed.
@@ -546,7 +704,7 @@ impl Miner<'_> {
                 return Ok(());
             }
             for k in (0..next_global.len()).rev() {
-                self.mine_item(&cond, &next_global, k, s, out)?;
+                self.mine_item(cond, next_global, k, s, out)?;
             }
             Ok(())
         });
@@ -557,7 +715,8 @@ impl Miner<'_> {
 }
 
 /// Appends `buf ∪ S` for every `S ⊆ pe[from..]` with `|S| <= room`
-/// (`buf` nonempty or `S` nonempty), items sorted.
+/// (`buf` nonempty or `S` nonempty). `buf` is kept sorted (each item of `S`
+/// inserted in place), so every itemset is copied out already sorted.
 fn subsets(
     pe: &[u32],
     from: usize,
@@ -567,9 +726,7 @@ fn subsets(
     out: &mut Itemsets,
 ) {
     if !buf.is_empty() {
-        let start = out.items.len();
         out.items.extend_from_slice(buf);
-        out.items[start..].sort_unstable();
         out.offsets.push(out.items.len() as u64);
         out.counts.push(support);
         out.n_itemsets += 1;
@@ -578,9 +735,11 @@ fn subsets(
         return;
     }
     for k in from..pe.len() {
-        buf.push(pe[k]);
+        let x = pe[k];
+        let at = buf.partition_point(|&y| y < x);
+        buf.insert(at, x);
         subsets(pe, k + 1, room - 1, buf, support, out);
-        buf.pop();
+        buf.remove(at);
     }
 }
 
@@ -713,27 +872,27 @@ pub fn mine<O: Index, I: Index>(
     let mut out = Itemsets::new();
     if prep.n_transactions > 0 {
         // The class of the empty prefix: subsets of the items in every transaction.
-        let mut s = Scratch {
-            core: Vec::new(),
-            pe: prep.root_pe.clone(),
-            buf: Vec::new(),
-        };
+        let mut s = Scratch::new(prep.root_pe.clone());
         miner.emit(&mut s, prep.n_transactions, n_top == 0, &mut out)?;
     }
     let parts: Vec<Itemsets> = (0..n_top)
         .into_par_iter()
         .rev()
-        .map(|j| -> Result<Itemsets> {
-            let mut s = Scratch {
-                core: Vec::new(),
-                pe: prep.root_pe.clone(),
-                buf: Vec::new(),
-            };
-            let mut part = Itemsets::new();
-            miner.mine_item(tree, miner.item_of_rank, j, &mut s, &mut part)?;
-            Ok(part)
-        })
+        .map_init(
+            || Scratch::new(prep.root_pe.clone()),
+            |s, j| -> Result<Itemsets> {
+                let mut part = Itemsets::new();
+                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part)?;
+                Ok(part)
+            },
+        )
         .collect::<Result<Vec<_>>>()?;
+    // One exact allocation for the concatenation; each part is freed as
+    // soon as it is copied.
+    out.items.reserve(parts.iter().map(|p| p.items.len()).sum());
+    let n_sets: usize = parts.iter().map(|p| p.counts.len()).sum();
+    out.offsets.reserve(n_sets);
+    out.counts.reserve(n_sets);
     for part in parts {
         out.append(part);
     }

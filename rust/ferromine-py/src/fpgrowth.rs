@@ -6,8 +6,9 @@ use ferromine_core::fpgrowth::{self, Kind, MineParams, RuleParams};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyFrozenSet, PyInt, PyList};
+use pyo3::types::{PyInt, PyList};
 
 use crate::run::{run, threads};
 
@@ -107,9 +108,38 @@ pub fn fp_mine<'py>(
     ))
 }
 
+/// Pauses Python's cyclic GC while alive (restoring its previous state):
+/// without it, the allocations of the new sets trigger collections that walk
+/// every tracked object of the process, whatever a caller set up before.
+struct GcPause(bool);
+
+impl GcPause {
+    fn new() -> Self {
+        // SAFETY: called with the GIL held (we hold a `Python` token).
+        GcPause(unsafe { ffi::PyGC_Disable() } != 0)
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: as above; dropped before the GIL-holding function returns.
+            unsafe { ffi::PyGC_Enable() };
+        }
+    }
+}
+
 /// One frozenset per list entry `items[offsets[k]:offsets[k+1]]`, whose
-/// elements are `labels[id]` (or the int `id` without labels). Each label
-/// object is shared, not copied.
+/// elements are `labels[id]` (or the int `id` without labels), as a NumPy
+/// object array (a DataFrame column without conversion). Each label object
+/// is shared, not copied.
+///
+/// Built with the C API directly (`PyFrozenSet_New` + `PySet_Add`, as
+/// `frozenset(tuple)` does, without the tuples). When no element is tracked
+/// by the cyclic GC (ints, strings, floats: CPython's own rule for untracking
+/// tuples), no frozenset can be part of a reference cycle, so each is
+/// untracked: later collections have nothing of them to walk. The GC is
+/// paused meanwhile (see [`GcPause`]).
 #[pyfunction]
 #[pyo3(signature = (offsets, items, labels=None))]
 pub fn fp_frozensets<'py>(
@@ -117,9 +147,10 @@ pub fn fp_frozensets<'py>(
     offsets: PyReadonlyArray1<'py, u64>,
     items: PyReadonlyArray1<'py, u32>,
     labels: Option<Bound<'py, PyList>>,
-) -> PyResult<Bound<'py, PyList>> {
-    let offsets = offsets.as_array();
-    let items = items.as_array();
+) -> PyResult<Bound<'py, PyArray1<Py<PyAny>>>> {
+    let err = |_| PyValueError::new_err("offsets and items must be contiguous 1-D arrays");
+    let offsets = offsets.as_slice().map_err(err)?;
+    let items = items.as_slice().map_err(err)?;
     let n_ids = items.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
     let objects: Vec<Bound<'py, PyAny>> = match &labels {
         Some(l) => {
@@ -132,17 +163,38 @@ pub fn fp_frozensets<'py>(
             .map(|i| PyInt::new(py, i as u64).into_any())
             .collect(),
     };
+    // SAFETY: a plain query on live objects.
+    let untrack = objects
+        .iter()
+        .all(|o| unsafe { ffi::PyObject_GC_IsTracked(o.as_ptr()) } == 0);
     let n = offsets.len().saturating_sub(1);
-    let mut sets = Vec::with_capacity(n);
+    let _paused = GcPause::new();
+    let mut sets: Vec<Py<PyAny>> = Vec::with_capacity(n);
     for k in 0..n {
         let (a, b) = (offsets[k] as usize, offsets[k + 1] as usize);
         if a > b || b > items.len() {
             return Err(PyValueError::new_err("offsets out of range"));
         }
-        let members = (a..b).map(|p| &objects[items[p] as usize]);
-        sets.push(PyFrozenSet::new(py, members)?);
+        // SAFETY: a new frozenset that no other code has seen yet may be
+        // filled with PySet_Add (documented C-API use); every element is a
+        // live object of `objects` (ids < n_ids), and PySet_Add takes its own
+        // reference. The set is owned by `set` from here on (dropped on error).
+        let set = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyFrozenSet_New(std::ptr::null_mut()))?
+        };
+        for &id in &items[a..b] {
+            if unsafe { ffi::PySet_Add(set.as_ptr(), objects[id as usize].as_ptr()) } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        if untrack {
+            // SAFETY: `set` is a tracked GC object that holds only untracked
+            // (cycle-free) elements and is never mutated again.
+            unsafe { ffi::PyObject_GC_UnTrack(set.as_ptr().cast()) };
+        }
+        sets.push(set.unbind());
     }
-    PyList::new(py, sets)
+    Ok(PyArray1::from_vec(py, sets))
 }
 
 type RuleArrays<'py> = (
