@@ -1919,6 +1919,45 @@ pub fn kmeans_plusplus<T: Float>(
     let n_trials = n_trials.clamp(1, T::NR);
     let simd = simd_available();
     let mut rng = SplitMix64::new(seed, stream);
+    // One shifted copy of X, read in place by every pass (as in lloyd).
+    let copy = shifted_copy(x, shift, cancel)?;
+    match copy {
+        Some(c) => {
+            let xc = ArrayView2::from_shape((n, d), c.as_slice())
+                .map_err(|e| CoreError::Internal(format!("shifted copy: {e}")))?;
+            plusplus_on(
+                &xc,
+                weights,
+                k,
+                n_trials,
+                &vec![0.0; d],
+                &mut rng,
+                simd,
+                cancel,
+            )
+        }
+        None => plusplus_on(x, weights, k, n_trials, shift, &mut rng, simd, cancel),
+    }
+}
+
+/// The body of [`kmeans_plusplus`] on rows that [`chunk_rows`] can borrow
+/// when `shift` is zero. Each new centre costs one distance pass: the pass
+/// that scores the candidates keeps every row's distance to each of them, so
+/// the winner is folded into `closest` from those (the same values a pass
+/// over the winner alone would give: lanes are computed independently).
+#[allow(clippy::too_many_arguments)]
+fn plusplus_on<T: Float>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    k: usize,
+    n_trials: usize,
+    shift: &[f64],
+    rng: &mut SplitMix64,
+    simd: bool,
+    cancel: &Cancel,
+) -> Result<Vec<usize>> {
+    let (n, d) = x.dim();
+    let unshifted = shift.iter().all(|&s| s == 0.0);
     let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
     let shifted_row = |i: usize| -> Vec<f64> {
         row_vec(x, i)
@@ -1945,8 +1984,7 @@ pub fn kmeans_plusplus<T: Float>(
     };
     let mut chosen = vec![first];
 
-    // Per chunk: distances of its rows to every candidate, per-candidate
-    // potentials; `closest` (n) holds min D^2 to the chosen centres.
+    // `closest` (n) holds min D^2 to the chosen centres.
     let mut closest = vec![f64::INFINITY; n];
     let mut xnorms = vec![0.0f64; n];
     let n_chunks = n.div_ceil(CHUNK);
@@ -1957,91 +1995,120 @@ pub fn kmeans_plusplus<T: Float>(
         .try_for_each(|(c, o)| {
             cancel.check()?;
             let mut buf = Vec::new();
-            pack_rows(x, c * CHUNK, c * CHUNK + o.len(), shift, &mut buf);
-            for (v, r) in o.iter_mut().zip(buf.chunks_exact(d)) {
+            let rows = chunk_rows(
+                x,
+                c * CHUNK,
+                c * CHUNK + o.len(),
+                shift,
+                unshifted,
+                &mut buf,
+            );
+            for (v, r) in o.iter_mut().zip(rows.chunks_exact(d)) {
                 *v = r.iter().map(|&a| a.to_f64() * a.to_f64()).sum();
             }
             Ok::<(), CoreError>(())
         })?;
 
-    // Evaluate candidates: returns per-candidate potential; when `commit`,
-    // also folds candidate 0 into `closest` and returns per-chunk masses.
-    let eval =
-        |cands: &[usize], closest: &mut [f64], commit: bool| -> Result<(Vec<f64>, Vec<f64>)> {
-            let cvals: Vec<f64> = cands.iter().flat_map(|&i| shifted_row(i)).collect();
-            let panels = Panels::<T>::new(&cvals, cands.len(), d);
-            let t = cands.len();
-            let parts: Vec<(Vec<f64>, f64)> = closest
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .map(|(c, cl)| {
-                    cancel.check()?;
-                    let r0 = c * CHUNK;
-                    let mut buf = Vec::new();
-                    pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
-                    let xn = &xnorms[r0..r0 + cl.len()];
-                    let mut pots = vec![0.0; t];
-                    let mut mass = 0.0;
-                    let mut handle = |dist: &[f64], i: usize, cl: &mut f64| {
-                        let w = w_at(r0 + i);
-                        for (p, &dd) in pots.iter_mut().zip(dist) {
-                            *p += w * dd.min(*cl);
-                        }
-                        if commit {
-                            *cl = dist[0].min(*cl);
-                            mass += w * *cl;
-                        }
-                    };
-                    if panels.nr == 8 {
-                        let mut out = vec![[0.0f64; 8]; cl.len()];
-                        sqdist_dispatch::<T, 8>(simd, &buf, xn, &panels, &mut out);
-                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
-                            handle(&o[..t], i, c);
-                        }
-                    } else {
-                        let mut out = vec![[0.0f64; 16]; cl.len()];
-                        sqdist_dispatch::<T, 16>(simd, &buf, xn, &panels, &mut out);
-                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
-                            handle(&o[..t], i, c);
-                        }
+    // Distances of every row to the candidates (`t` per row, into `dists`)
+    // and the per-candidate potentials `sum w * min(D^2, closest)`.
+    let eval = |cands: &[usize], closest: &[f64], dists: &mut [f64]| -> Result<Vec<f64>> {
+        let cvals: Vec<f64> = cands.iter().flat_map(|&i| shifted_row(i)).collect();
+        let panels = Panels::<T>::new(&cvals, cands.len(), d);
+        let t = cands.len();
+        let parts: Vec<Vec<f64>> = dists
+            .par_chunks_mut(CHUNK * t)
+            .zip(closest.par_chunks(CHUNK))
+            .enumerate()
+            .map(|(c, (dc, cl))| {
+                cancel.check()?;
+                let r0 = c * CHUNK;
+                let mut buf = Vec::new();
+                let rows = chunk_rows(x, r0, r0 + cl.len(), shift, unshifted, &mut buf);
+                let xn = &xnorms[r0..r0 + cl.len()];
+                let mut pots = vec![0.0; t];
+                let mut handle = |dist: &[f64], i: usize, cl: f64, out: &mut [f64]| {
+                    let w = w_at(r0 + i);
+                    for (p, &dd) in pots.iter_mut().zip(dist) {
+                        *p += w * dd.min(cl);
                     }
-                    Ok((pots, mass))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut pots = vec![0.0; t];
-            let mut masses = Vec::with_capacity(n_chunks);
-            for (p, m) in &parts {
-                for (a, b) in pots.iter_mut().zip(p) {
-                    *a += b;
+                    out.copy_from_slice(&dist[..t]);
+                };
+                if panels.nr == 8 {
+                    let mut out = vec![[0.0f64; 8]; cl.len()];
+                    sqdist_dispatch::<T, 8>(simd, rows, xn, &panels, &mut out);
+                    for (i, ((o, &c), dd)) in
+                        out.iter().zip(cl).zip(dc.chunks_exact_mut(t)).enumerate()
+                    {
+                        handle(&o[..t], i, c, dd);
+                    }
+                } else {
+                    let mut out = vec![[0.0f64; 16]; cl.len()];
+                    sqdist_dispatch::<T, 16>(simd, rows, xn, &panels, &mut out);
+                    for (i, ((o, &c), dd)) in
+                        out.iter().zip(cl).zip(dc.chunks_exact_mut(t)).enumerate()
+                    {
+                        handle(&o[..t], i, c, dd);
+                    }
                 }
-                masses.push(*m);
+                Ok(pots)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut pots = vec![0.0; t];
+        for p in &parts {
+            for (a, b) in pots.iter_mut().zip(p) {
+                *a += b;
             }
-            Ok((pots, masses))
+        }
+        Ok(pots)
+    };
+    // Fold candidate `j` of `t` into `closest` and `mass` (= w * closest);
+    // returns the per-chunk masses.
+    let commit =
+        |dists: &[f64], t: usize, j: usize, closest: &mut [f64], mass: &mut [f64]| -> Vec<f64> {
+            closest
+                .par_chunks_mut(CHUNK)
+                .zip(mass.par_chunks_mut(CHUNK))
+                .zip(dists.par_chunks(CHUNK * t))
+                .enumerate()
+                .map(|(c, ((cl, ms), dc))| {
+                    let mut tot = 0.0;
+                    for (i, ((cv, m), dd)) in cl
+                        .iter_mut()
+                        .zip(ms.iter_mut())
+                        .zip(dc.chunks_exact(t))
+                        .enumerate()
+                    {
+                        *cv = dd[j].min(*cv);
+                        *m = w_at(c * CHUNK + i) * *cv;
+                        tot += *m;
+                    }
+                    tot
+                })
+                .collect()
         };
 
-    let (_, mut chunk_mass) = eval(&[first], &mut closest, true)?;
+    let mut dists = vec![0.0f64; n];
+    let mut mass = vec![0.0f64; n];
+    eval(&[first], &closest, &mut dists)?;
+    let mut chunk_mass = commit(&dists, 1, 0, &mut closest, &mut mass);
+    debug_assert_eq!(chunk_mass.len(), n_chunks);
     let mut current_pot: f64 = chunk_mass.iter().sum();
-    let mut mass: Vec<f64> = (0..n).map(|i| w_at(i) * closest[i]).collect();
     for _ in 1..k {
         cancel.check()?;
         let cands: Vec<usize> = (0..n_trials)
             .map(|_| search_mass(&chunk_mass, &mass, rng.uniform() * current_pot))
             .collect();
-        let (pots, _) = eval(&cands, &mut closest, false)?;
+        let t = cands.len();
+        dists.resize(n * t, 0.0);
+        let pots = eval(&cands, &closest, &mut dists[..n * t])?;
         let mut best = 0;
         for (i, &p) in pots.iter().enumerate() {
             if p < pots[best] {
                 best = i;
             }
         }
-        let (_, m) = eval(&[cands[best]], &mut closest, true)?;
-        chunk_mass = m;
+        chunk_mass = commit(&dists[..n * t], t, best, &mut closest, &mut mass);
         current_pot = chunk_mass.iter().sum();
-        mass.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = w_at(c * CHUNK + i) * closest[c * CHUNK + i];
-            }
-        });
         chosen.push(cands[best]);
     }
     Ok(chosen)
