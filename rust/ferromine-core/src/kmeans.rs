@@ -1831,6 +1831,19 @@ pub fn transform<T: Float>(
 /// The means are the shift of [`lloyd`]; the variances give sklearn's
 /// tolerance (`tol * mean(var)`).
 pub fn column_stats<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<(Vec<f64>, Vec<f64>)> {
+    column_stats_opt(x, true, cancel)
+}
+
+/// The means of [`column_stats`] alone (the same values), one pass fewer.
+pub fn column_means<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<Vec<f64>> {
+    Ok(column_stats_opt(x, false, cancel)?.0)
+}
+
+fn column_stats_opt<T: Float>(
+    x: &impl Rows<T>,
+    with_var: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = x.dim();
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(
@@ -1867,6 +1880,9 @@ pub fn column_stats<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<(Vec<
         Ok(tot)
     };
     let mean = pass(None)?;
+    if !with_var {
+        return Ok((mean, Vec::new()));
+    }
     let var = pass(Some(&mean))?;
     Ok((mean, var))
 }
@@ -2397,6 +2413,14 @@ mod tests {
                     .sum::<f64>()
             })
             .sum()
+    }
+
+    #[test]
+    fn column_means_are_column_stats_means() {
+        let x = blobs(1000, 5, 4);
+        let (m, v) = column_stats(&x.view(), &Cancel::new()).unwrap();
+        assert_eq!(column_means(&x.view(), &Cancel::new()).unwrap(), m);
+        assert_eq!(v.len(), 5);
     }
 
     #[test]
