@@ -73,8 +73,9 @@ def _is_same_clustering(labels1: np.ndarray, labels2: np.ndarray, n_clusters: in
 def _shift_and_tolerance(X: np.ndarray, tol: float, n_threads: int) -> tuple[np.ndarray, float]:
     """Column means (the shift that keeps distances accurate, as sklearn's
     centring) and sklearn's tolerance: ``tol`` times the mean feature variance.
-    Computed in Rust so they do not depend on X's memory layout."""
-    mean, var = _core.kmeans_column_stats(_core_x(X), n_threads)
+    Computed in Rust so they do not depend on X's memory layout; the
+    variances (a second pass over X) only when ``tol`` needs them."""
+    mean, var = _core.kmeans_column_stats(_core_x(X), n_threads, tol != 0)
     return mean, (0.0 if tol == 0 else float(np.mean(var) * tol))
 
 

@@ -82,7 +82,13 @@ pub trait Float:
     );
     /// The rows-in-lanes argmin kernel ([`argmin_cols_f32`]); `false` when the
     /// type has none (then the caller takes the panel kernel).
-    fn argmin_cols(_simd: bool, _xs: &[Self], _panels: &Panels<Self>, _labels: &mut [i32]) -> bool {
+    fn argmin_cols(
+        _simd: bool,
+        _xs: &[Self],
+        _panels: &Panels<Self>,
+        _labels: &mut [i32],
+        _xt: &mut Vec<Self>,
+    ) -> bool {
         false
     }
 }
@@ -181,15 +187,21 @@ impl Float for f32 {
     const INFINITY: Self = f32::INFINITY;
     const EPS: f64 = f32::EPSILON as f64 / 2.0;
     const NR: usize = 16;
-    fn argmin_cols(simd: bool, xs: &[f32], panels: &Panels<f32>, labels: &mut [i32]) -> bool {
+    fn argmin_cols(
+        simd: bool,
+        xs: &[f32],
+        panels: &Panels<f32>,
+        labels: &mut [i32],
+        xt: &mut Vec<f32>,
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if simd && panels.k <= 1 << 24 {
-            let mut xt = Vec::new();
-            transpose_rows(xs, labels.len(), panels.d, &mut xt);
             // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
-            return unsafe { argmin_cols_f32(&xt, panels, labels) };
+            unsafe { transpose_rows_avx2(xs, labels.len(), panels.d, xt) };
+            // SAFETY: as above.
+            return unsafe { argmin_cols_f32(xt, panels, labels) };
         }
-        let _ = (simd, xs, panels, labels);
+        let _ = (simd, xs, panels, labels, xt);
         false
     }
     #[inline(always)]
@@ -290,6 +302,14 @@ pub trait Rows<T: Float>: Sync {
     }
     /// Row `i`, dense, into `out` (length `ncols`).
     fn read_row(&self, i: usize, out: &mut [T]);
+    /// Rows `r0..r1` as one row-major slice, when X is stored that way.
+    fn contiguous(&self, _r0: usize, _r1: usize) -> Option<&[T]> {
+        None
+    }
+    /// Whether a dense shifted copy of X is worth its memory (not for CSR).
+    fn dense(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Float> Rows<T> for ArrayView2<'_, T> {
@@ -298,6 +318,10 @@ impl<T: Float> Rows<T> for ArrayView2<'_, T> {
     }
     fn ncols(&self) -> usize {
         ArrayView2::ncols(self)
+    }
+    fn contiguous(&self, r0: usize, r1: usize) -> Option<&[T]> {
+        let d = ArrayView2::ncols(self);
+        self.as_slice()?.get(r0 * d..r1 * d)
     }
     #[inline]
     fn read_row(&self, i: usize, out: &mut [T]) {
@@ -349,6 +373,9 @@ impl<'a, T: Float> Csr<'a, T> {
 }
 
 impl<T: Float> Rows<T> for Csr<'_, T> {
+    fn dense(&self) -> bool {
+        false
+    }
     fn nrows(&self) -> usize {
         self.indptr.len() - 1
     }
@@ -502,6 +529,55 @@ impl<T: Float> Panels<T> {
             rnorms,
         }
     }
+}
+
+/// Rows `r0..r1` ready for the kernels (as [`pack_rows`] leaves them):
+/// borrowed from X when it is row-major, needs no shift (`unshifted`) and
+/// the rows fill whole `MR` blocks; else packed into `buf`.
+fn chunk_rows<'a, T: Float>(
+    x: &'a impl Rows<T>,
+    r0: usize,
+    r1: usize,
+    shift: &[f64],
+    unshifted: bool,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
+    if unshifted && (r1 - r0) % MR == 0 {
+        if let Some(s) = x.contiguous(r0, r1) {
+            return s;
+        }
+    }
+    pack_rows(x, r0, r1, shift, buf);
+    buf
+}
+
+/// X shifted once into a row-major copy (the values [`pack_rows`] makes), so
+/// the passes of a fit read it in place instead of re-packing every chunk
+/// (sklearn likewise centres a copy of X). `None` for CSR input.
+fn shifted_copy<T: Float>(
+    x: &impl Rows<T>,
+    shift: &[f64],
+    cancel: &Cancel,
+) -> Result<Option<Vec<T>>> {
+    if !x.dense() {
+        return Ok(None);
+    }
+    let (n, d) = x.dim();
+    let mut out = vec![T::ZERO; n * d];
+    out.par_chunks_mut(CHUNK * d)
+        .enumerate()
+        .try_for_each(|(c, o)| {
+            cancel.check()?;
+            let r0 = c * CHUNK;
+            for (i, dst) in o.chunks_exact_mut(d).enumerate() {
+                x.read_row(r0 + i, dst);
+                for (v, &s) in dst.iter_mut().zip(shift) {
+                    *v = T::from_f64(v.to_f64() - s);
+                }
+            }
+            Ok::<(), CoreError>(())
+        })?;
+    Ok(Some(out))
 }
 
 /// Rows `r0..r1` of X, shifted and converted to the compute type, row-major,
@@ -822,7 +898,9 @@ const RB: usize = 16;
 const CB: usize = 4;
 
 /// `rows` packed rows (row-major) into blocks of [`RB`] rows stored
-/// feature-major (`out[(b * d + p) * RB + r]`), zero-padded.
+/// feature-major (`out[(b * d + p) * RB + r]`), zero-padded: the oracle of
+/// [`transpose_rows_avx2`].
+#[cfg(test)]
 fn transpose_rows<T: Float>(xs: &[T], rows: usize, d: usize, out: &mut Vec<T>) {
     out.clear();
     out.resize(rows.div_ceil(RB) * d * RB, T::ZERO);
@@ -830,6 +908,82 @@ fn transpose_rows<T: Float>(xs: &[T], rows: usize, d: usize, out: &mut Vec<T>) {
         for (i, xr) in src.chunks_exact(d).enumerate() {
             for (o, &v) in blk[i..].iter_mut().step_by(RB).zip(xr) {
                 *o = v;
+            }
+        }
+    }
+}
+
+/// [`transpose_rows`] for f32 with 8 x 8 AVX2 register transposes (full
+/// blocks; the last partial block and any `d % 8` tail go element by
+/// element). Moves values only, so the result is the same. `out` is reused
+/// between calls without clearing: every value is written.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose_rows_avx2(xs: &[f32], rows: usize, d: usize, out: &mut Vec<f32>) {
+    use std::arch::x86_64::*;
+    let n_blk = rows.div_ceil(RB);
+    out.resize(n_blk * d * RB, 0.0);
+    if d == 0 {
+        return;
+    }
+    for (b, blk) in out.chunks_exact_mut(d * RB).enumerate() {
+        let src = &xs[(b * RB * d).min(xs.len())..];
+        if (b + 1) * RB > rows || src.len() < RB * d {
+            blk.iter_mut().for_each(|v| *v = 0.0);
+            for (i, xr) in src.chunks_exact(d).take(rows - b * RB).enumerate() {
+                for (o, &v) in blk[i..].iter_mut().step_by(RB).zip(xr) {
+                    *o = v;
+                }
+            }
+            continue;
+        }
+        let (x, o) = (src.as_ptr(), blk.as_mut_ptr());
+        let p8 = d / 8 * 8;
+        for half in 0..2 {
+            for p in (0..p8).step_by(8) {
+                // SAFETY: rows half*8..half*8+8 < RB and p + 8 <= d lie inside
+                // src (RB * d values, checked); outputs (p + q) * RB + half * 8
+                // + 8 <= d * RB lie inside blk.
+                let r: [__m256; 8] =
+                    std::array::from_fn(|i| _mm256_loadu_ps(x.add((half * 8 + i) * d + p)));
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let cols = [
+                    _mm256_permute2f128_ps::<0x20>(s0, s4),
+                    _mm256_permute2f128_ps::<0x20>(s1, s5),
+                    _mm256_permute2f128_ps::<0x20>(s2, s6),
+                    _mm256_permute2f128_ps::<0x20>(s3, s7),
+                    _mm256_permute2f128_ps::<0x31>(s0, s4),
+                    _mm256_permute2f128_ps::<0x31>(s1, s5),
+                    _mm256_permute2f128_ps::<0x31>(s2, s6),
+                    _mm256_permute2f128_ps::<0x31>(s3, s7),
+                ];
+                for (q, &c) in cols.iter().enumerate() {
+                    _mm256_storeu_ps(o.add((p + q) * RB + half * 8), c);
+                }
+            }
+        }
+        for p in p8..d {
+            for r in 0..RB {
+                // SAFETY: r < RB, p < d: inside src and blk (checked above).
+                *o.add(p * RB + r) = *x.add(r * d + p);
             }
         }
     }
@@ -905,8 +1059,14 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
     true
 }
 
-fn argmin_packed<T: Float>(simd: bool, xs: &[T], panels: &Panels<T>, labels: &mut [i32]) {
-    if T::argmin_cols(simd, xs, panels, labels) {
+fn argmin_packed<T: Float>(
+    simd: bool,
+    xs: &[T],
+    panels: &Panels<T>,
+    labels: &mut [i32],
+    xt: &mut Vec<T>,
+) {
+    if T::argmin_cols(simd, xs, panels, labels, xt) {
         return;
     }
     match panels.nr {
@@ -960,6 +1120,7 @@ pub fn lloyd_pass<T: Float>(
     }
     let panels = Panels::<T>::new(centers, k, d);
     let simd = simd_available();
+    let unshifted = shift.iter().all(|&s| s == 0.0);
     let g_rows = group_rows(n, k, d);
     let partials: Vec<LloydStats> = labels
         .par_chunks_mut(g_rows)
@@ -969,16 +1130,16 @@ pub fn lloyd_pass<T: Float>(
                 sums: if update { vec![0.0; k * d] } else { Vec::new() },
                 weights: if update { vec![0.0; k] } else { Vec::new() },
             };
-            let mut buf = Vec::new();
+            let (mut buf, mut xt) = (Vec::new(), Vec::new());
             let g0 = g * g_rows;
             for (c, clabels) in glabels.chunks_mut(CHUNK).enumerate() {
                 cancel.check()?;
                 let r0 = g0 + c * CHUNK;
                 let r1 = r0 + clabels.len();
-                pack_rows(x, r0, r1, shift, &mut buf);
-                argmin_packed(simd, &buf, &panels, clabels);
+                let rows = chunk_rows(x, r0, r1, shift, unshifted, &mut buf);
+                argmin_packed(simd, rows, &panels, clabels, &mut xt);
                 if let (true, Some(w)) = (update, weights) {
-                    for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
+                    for (i, (&l, xr)) in clabels.iter().zip(rows.chunks_exact(d)).enumerate() {
                         let w = w[r0 + i];
                         let l = l as usize;
                         stats.weights[l] += w;
@@ -987,7 +1148,7 @@ pub fn lloyd_pass<T: Float>(
                         }
                     }
                 } else if update {
-                    add_rows(simd, clabels, &buf, d, &mut stats);
+                    add_rows(simd, clabels, rows, d, &mut stats);
                 }
             }
             Ok(stats)
@@ -1269,6 +1430,7 @@ pub fn hamerly_pass<T: Float>(
     // a gap in squared distance above `df * (|x|^2 + max|c|^2)` cannot flip.
     let df = 4.0 * (d as f64 + 4.0) * T::EPS;
     let simd = simd_available();
+    let unshifted = shift.iter().all(|&s| s == 0.0);
     let g_rows = group_rows(n, k, d);
     let partials: Vec<LloydStats> = labels
         .par_chunks_mut(g_rows)
@@ -1292,9 +1454,9 @@ pub fn hamerly_pass<T: Float>(
                 cancel.check()?;
                 let r0 = g0 + c * CHUNK;
                 let r1 = r0 + clabels.len();
-                pack_rows(x, r0, r1, shift, &mut buf);
+                let rows = chunk_rows(x, r0, r1, shift, unshifted, &mut buf);
                 redo.clear();
-                for (i, xr) in buf.chunks_exact(d).take(clabels.len()).enumerate() {
+                for (i, xr) in rows.chunks_exact(d).take(clabels.len()).enumerate() {
                     let Ok(a) = usize::try_from(clabels[i]) else {
                         redo.push(i);
                         continue;
@@ -1323,7 +1485,7 @@ pub fn hamerly_pass<T: Float>(
                 if !redo.is_empty() {
                     gbuf.clear();
                     for &i in &redo {
-                        gbuf.extend_from_slice(&buf[i * d..(i + 1) * d]);
+                        gbuf.extend_from_slice(&rows[i * d..(i + 1) * d]);
                     }
                     gbuf.resize(redo.len().div_ceil(MR) * MR * d, T::ZERO);
                     tops.clear();
@@ -1340,7 +1502,7 @@ pub fn hamerly_pass<T: Float>(
                         _ => top2_dispatch::<T, 16>(simd, &gbuf, &panels, &mut tops),
                     }
                     for (&i, t) in redo.iter().zip(&tops) {
-                        let xr = &buf[i * d..(i + 1) * d];
+                        let xr = &rows[i * d..(i + 1) * d];
                         let a = (t.label as usize).min(k - 1);
                         clabels[i] = a as i32;
                         cup[i] = dist_f64(xr, &ct[a * d..(a + 1) * d]) * BOUND_UP;
@@ -1354,7 +1516,7 @@ pub fn hamerly_pass<T: Float>(
                     }
                 }
                 // Exactly lloyd_pass's accumulation (same order, same values).
-                for (i, (&l, xr)) in clabels.iter().zip(buf.chunks_exact(d)).enumerate() {
+                for (i, (&l, xr)) in clabels.iter().zip(rows.chunks_exact(d)).enumerate() {
                     let w = weights.map_or(1.0, |w| w[r0 + i]);
                     let l = l as usize;
                     stats.weights[l] += w;
@@ -1434,6 +1596,24 @@ pub fn hamerly<T: Float>(
     kmeans_run(x, weights, init, k, shift, max_iter, tol, true, cancel)
 }
 
+/// One Lloyd or Hamerly pass.
+#[allow(clippy::too_many_arguments)]
+fn one_pass<T: Float>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    centers: &[f64],
+    k: usize,
+    labels: &mut [i32],
+    bounds: Option<&mut Bounds>,
+    cancel: &Cancel,
+) -> Result<LloydStats> {
+    match bounds {
+        Some(b) => hamerly_pass(x, weights, shift, centers, k, labels, b, cancel),
+        None => lloyd_pass(x, weights, shift, centers, k, labels, true, cancel),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn kmeans_run<T: Float>(
     x: &impl Rows<T>,
@@ -1459,6 +1639,15 @@ fn kmeans_run<T: Float>(
                 .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
         })
         .collect();
+    let copy = shifted_copy(x, shift, cancel)?;
+    let zeros = vec![0.0; d];
+    let copy_view = match &copy {
+        Some(c) => Some(
+            ArrayView2::from_shape((n, d), c.as_slice())
+                .map_err(|e| CoreError::Internal(format!("shifted copy: {e}")))?,
+        ),
+        None => None,
+    };
     let mut labels = vec![-1i32; n];
     let mut labels_old = vec![-1i32; n];
     let mut strict = false;
@@ -1466,11 +1655,33 @@ fn kmeans_run<T: Float>(
     let mut bounds = if bounded { Some(Bounds::new(n)) } else { None };
     for it in 0..max_iter {
         n_iter = it + 1;
-        let mut stats = match bounds.as_mut() {
-            Some(b) => hamerly_pass(x, weights, shift, &centers, k, &mut labels, b, cancel)?,
-            None => lloyd_pass(x, weights, shift, &centers, k, &mut labels, true, cancel)?,
+        // The shifted copy with a zero shift gives the values pack_rows makes from X.
+        let mut stats = match &copy_view {
+            Some(xc) => one_pass(
+                xc,
+                weights,
+                &zeros,
+                &centers,
+                k,
+                &mut labels,
+                bounds.as_mut(),
+                cancel,
+            )?,
+            None => one_pass(
+                x,
+                weights,
+                shift,
+                &centers,
+                k,
+                &mut labels,
+                bounds.as_mut(),
+                cancel,
+            )?,
         };
-        relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?;
+        match &copy_view {
+            Some(xc) => relocate_empty(xc, weights, &zeros, &centers, &labels, &mut stats, cancel)?,
+            None => relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?,
+        };
         let new_centers = average_centers(&stats, d);
         let shift_tot: f64 = centers
             .iter()
@@ -1620,6 +1831,19 @@ pub fn transform<T: Float>(
 /// The means are the shift of [`lloyd`]; the variances give sklearn's
 /// tolerance (`tol * mean(var)`).
 pub fn column_stats<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<(Vec<f64>, Vec<f64>)> {
+    column_stats_opt(x, true, cancel)
+}
+
+/// The means of [`column_stats`] alone (the same values), one pass fewer.
+pub fn column_means<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<Vec<f64>> {
+    Ok(column_stats_opt(x, false, cancel)?.0)
+}
+
+fn column_stats_opt<T: Float>(
+    x: &impl Rows<T>,
+    with_var: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = x.dim();
     if n == 0 || d == 0 {
         return Err(CoreError::invalid(
@@ -1656,6 +1880,9 @@ pub fn column_stats<T: Float>(x: &impl Rows<T>, cancel: &Cancel) -> Result<(Vec<
         Ok(tot)
     };
     let mean = pass(None)?;
+    if !with_var {
+        return Ok((mean, Vec::new()));
+    }
     let var = pass(Some(&mean))?;
     Ok((mean, var))
 }
@@ -1708,6 +1935,45 @@ pub fn kmeans_plusplus<T: Float>(
     let n_trials = n_trials.clamp(1, T::NR);
     let simd = simd_available();
     let mut rng = SplitMix64::new(seed, stream);
+    // One shifted copy of X, read in place by every pass (as in lloyd).
+    let copy = shifted_copy(x, shift, cancel)?;
+    match copy {
+        Some(c) => {
+            let xc = ArrayView2::from_shape((n, d), c.as_slice())
+                .map_err(|e| CoreError::Internal(format!("shifted copy: {e}")))?;
+            plusplus_on(
+                &xc,
+                weights,
+                k,
+                n_trials,
+                &vec![0.0; d],
+                &mut rng,
+                simd,
+                cancel,
+            )
+        }
+        None => plusplus_on(x, weights, k, n_trials, shift, &mut rng, simd, cancel),
+    }
+}
+
+/// The body of [`kmeans_plusplus`] on rows that [`chunk_rows`] can borrow
+/// when `shift` is zero. Each new centre costs one distance pass: the pass
+/// that scores the candidates keeps every row's distance to each of them, so
+/// the winner is folded into `closest` from those (the same values a pass
+/// over the winner alone would give: lanes are computed independently).
+#[allow(clippy::too_many_arguments)]
+fn plusplus_on<T: Float>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    k: usize,
+    n_trials: usize,
+    shift: &[f64],
+    rng: &mut SplitMix64,
+    simd: bool,
+    cancel: &Cancel,
+) -> Result<Vec<usize>> {
+    let (n, d) = x.dim();
+    let unshifted = shift.iter().all(|&s| s == 0.0);
     let w_at = |i: usize| weights.map_or(1.0, |w| w[i]);
     let shifted_row = |i: usize| -> Vec<f64> {
         row_vec(x, i)
@@ -1734,8 +2000,7 @@ pub fn kmeans_plusplus<T: Float>(
     };
     let mut chosen = vec![first];
 
-    // Per chunk: distances of its rows to every candidate, per-candidate
-    // potentials; `closest` (n) holds min D^2 to the chosen centres.
+    // `closest` (n) holds min D^2 to the chosen centres.
     let mut closest = vec![f64::INFINITY; n];
     let mut xnorms = vec![0.0f64; n];
     let n_chunks = n.div_ceil(CHUNK);
@@ -1746,91 +2011,120 @@ pub fn kmeans_plusplus<T: Float>(
         .try_for_each(|(c, o)| {
             cancel.check()?;
             let mut buf = Vec::new();
-            pack_rows(x, c * CHUNK, c * CHUNK + o.len(), shift, &mut buf);
-            for (v, r) in o.iter_mut().zip(buf.chunks_exact(d)) {
+            let rows = chunk_rows(
+                x,
+                c * CHUNK,
+                c * CHUNK + o.len(),
+                shift,
+                unshifted,
+                &mut buf,
+            );
+            for (v, r) in o.iter_mut().zip(rows.chunks_exact(d)) {
                 *v = r.iter().map(|&a| a.to_f64() * a.to_f64()).sum();
             }
             Ok::<(), CoreError>(())
         })?;
 
-    // Evaluate candidates: returns per-candidate potential; when `commit`,
-    // also folds candidate 0 into `closest` and returns per-chunk masses.
-    let eval =
-        |cands: &[usize], closest: &mut [f64], commit: bool| -> Result<(Vec<f64>, Vec<f64>)> {
-            let cvals: Vec<f64> = cands.iter().flat_map(|&i| shifted_row(i)).collect();
-            let panels = Panels::<T>::new(&cvals, cands.len(), d);
-            let t = cands.len();
-            let parts: Vec<(Vec<f64>, f64)> = closest
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .map(|(c, cl)| {
-                    cancel.check()?;
-                    let r0 = c * CHUNK;
-                    let mut buf = Vec::new();
-                    pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
-                    let xn = &xnorms[r0..r0 + cl.len()];
-                    let mut pots = vec![0.0; t];
-                    let mut mass = 0.0;
-                    let mut handle = |dist: &[f64], i: usize, cl: &mut f64| {
-                        let w = w_at(r0 + i);
-                        for (p, &dd) in pots.iter_mut().zip(dist) {
-                            *p += w * dd.min(*cl);
-                        }
-                        if commit {
-                            *cl = dist[0].min(*cl);
-                            mass += w * *cl;
-                        }
-                    };
-                    if panels.nr == 8 {
-                        let mut out = vec![[0.0f64; 8]; cl.len()];
-                        sqdist_dispatch::<T, 8>(simd, &buf, xn, &panels, &mut out);
-                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
-                            handle(&o[..t], i, c);
-                        }
-                    } else {
-                        let mut out = vec![[0.0f64; 16]; cl.len()];
-                        sqdist_dispatch::<T, 16>(simd, &buf, xn, &panels, &mut out);
-                        for (i, (o, c)) in out.iter().zip(cl.iter_mut()).enumerate() {
-                            handle(&o[..t], i, c);
-                        }
+    // Distances of every row to the candidates (`t` per row, into `dists`)
+    // and the per-candidate potentials `sum w * min(D^2, closest)`.
+    let eval = |cands: &[usize], closest: &[f64], dists: &mut [f64]| -> Result<Vec<f64>> {
+        let cvals: Vec<f64> = cands.iter().flat_map(|&i| shifted_row(i)).collect();
+        let panels = Panels::<T>::new(&cvals, cands.len(), d);
+        let t = cands.len();
+        let parts: Vec<Vec<f64>> = dists
+            .par_chunks_mut(CHUNK * t)
+            .zip(closest.par_chunks(CHUNK))
+            .enumerate()
+            .map(|(c, (dc, cl))| {
+                cancel.check()?;
+                let r0 = c * CHUNK;
+                let mut buf = Vec::new();
+                let rows = chunk_rows(x, r0, r0 + cl.len(), shift, unshifted, &mut buf);
+                let xn = &xnorms[r0..r0 + cl.len()];
+                let mut pots = vec![0.0; t];
+                let mut handle = |dist: &[f64], i: usize, cl: f64, out: &mut [f64]| {
+                    let w = w_at(r0 + i);
+                    for (p, &dd) in pots.iter_mut().zip(dist) {
+                        *p += w * dd.min(cl);
                     }
-                    Ok((pots, mass))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut pots = vec![0.0; t];
-            let mut masses = Vec::with_capacity(n_chunks);
-            for (p, m) in &parts {
-                for (a, b) in pots.iter_mut().zip(p) {
-                    *a += b;
+                    out.copy_from_slice(&dist[..t]);
+                };
+                if panels.nr == 8 {
+                    let mut out = vec![[0.0f64; 8]; cl.len()];
+                    sqdist_dispatch::<T, 8>(simd, rows, xn, &panels, &mut out);
+                    for (i, ((o, &c), dd)) in
+                        out.iter().zip(cl).zip(dc.chunks_exact_mut(t)).enumerate()
+                    {
+                        handle(&o[..t], i, c, dd);
+                    }
+                } else {
+                    let mut out = vec![[0.0f64; 16]; cl.len()];
+                    sqdist_dispatch::<T, 16>(simd, rows, xn, &panels, &mut out);
+                    for (i, ((o, &c), dd)) in
+                        out.iter().zip(cl).zip(dc.chunks_exact_mut(t)).enumerate()
+                    {
+                        handle(&o[..t], i, c, dd);
+                    }
                 }
-                masses.push(*m);
+                Ok(pots)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut pots = vec![0.0; t];
+        for p in &parts {
+            for (a, b) in pots.iter_mut().zip(p) {
+                *a += b;
             }
-            Ok((pots, masses))
+        }
+        Ok(pots)
+    };
+    // Fold candidate `j` of `t` into `closest` and `mass` (= w * closest);
+    // returns the per-chunk masses.
+    let commit =
+        |dists: &[f64], t: usize, j: usize, closest: &mut [f64], mass: &mut [f64]| -> Vec<f64> {
+            closest
+                .par_chunks_mut(CHUNK)
+                .zip(mass.par_chunks_mut(CHUNK))
+                .zip(dists.par_chunks(CHUNK * t))
+                .enumerate()
+                .map(|(c, ((cl, ms), dc))| {
+                    let mut tot = 0.0;
+                    for (i, ((cv, m), dd)) in cl
+                        .iter_mut()
+                        .zip(ms.iter_mut())
+                        .zip(dc.chunks_exact(t))
+                        .enumerate()
+                    {
+                        *cv = dd[j].min(*cv);
+                        *m = w_at(c * CHUNK + i) * *cv;
+                        tot += *m;
+                    }
+                    tot
+                })
+                .collect()
         };
 
-    let (_, mut chunk_mass) = eval(&[first], &mut closest, true)?;
+    let mut dists = vec![0.0f64; n];
+    let mut mass = vec![0.0f64; n];
+    eval(&[first], &closest, &mut dists)?;
+    let mut chunk_mass = commit(&dists, 1, 0, &mut closest, &mut mass);
+    debug_assert_eq!(chunk_mass.len(), n_chunks);
     let mut current_pot: f64 = chunk_mass.iter().sum();
-    let mut mass: Vec<f64> = (0..n).map(|i| w_at(i) * closest[i]).collect();
     for _ in 1..k {
         cancel.check()?;
         let cands: Vec<usize> = (0..n_trials)
             .map(|_| search_mass(&chunk_mass, &mass, rng.uniform() * current_pot))
             .collect();
-        let (pots, _) = eval(&cands, &mut closest, false)?;
+        let t = cands.len();
+        dists.resize(n * t, 0.0);
+        let pots = eval(&cands, &closest, &mut dists[..n * t])?;
         let mut best = 0;
         for (i, &p) in pots.iter().enumerate() {
             if p < pots[best] {
                 best = i;
             }
         }
-        let (_, m) = eval(&[cands[best]], &mut closest, true)?;
-        chunk_mass = m;
+        chunk_mass = commit(&dists[..n * t], t, best, &mut closest, &mut mass);
         current_pot = chunk_mass.iter().sum();
-        mass.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = w_at(c * CHUNK + i) * closest[c * CHUNK + i];
-            }
-        });
         chosen.push(cands[best]);
     }
     Ok(chosen)
@@ -1868,7 +2162,7 @@ fn fold_closest<T: Float>(
             let mut buf = Vec::new();
             pack_rows(x, r0, r0 + cl.len(), shift, &mut buf);
             let mut lab = vec![0i32; cl.len()];
-            argmin_packed(simd, &buf, &panels, &mut lab);
+            argmin_packed(simd, &buf, &panels, &mut lab, &mut Vec::new());
             for ((o, &l), xr) in cl.iter_mut().zip(&lab).zip(buf.chunks_exact(d)) {
                 let cen = &cvals[l as usize * d..(l as usize + 1) * d];
                 let dd: f64 = xr
@@ -2122,6 +2416,48 @@ mod tests {
     }
 
     #[test]
+    fn column_means_are_column_stats_means() {
+        let x = blobs(1000, 5, 4);
+        let (m, v) = column_stats(&x.view(), &Cancel::new()).unwrap();
+        assert_eq!(column_means(&x.view(), &Cancel::new()).unwrap(), m);
+        assert_eq!(v.len(), 5);
+    }
+
+    #[test]
+    fn simd_transpose_equals_the_scalar_one() {
+        if !simd_available() {
+            return;
+        }
+        let mut r = SplitMix64::new(5, 0);
+        let mut out = vec![7.0f32; 3]; // reused dirty buffer, as in lloyd_pass
+        for &(rows, d) in &[
+            (1usize, 1usize),
+            (4, 3),
+            (16, 8),
+            (20, 16),
+            (256, 64),
+            (255, 17),
+            (33, 9),
+        ] {
+            let padded = rows.div_ceil(MR) * MR;
+            let xs: Vec<f32> = (0..padded * d)
+                .map(|i| {
+                    if i < rows * d {
+                        r.uniform() as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mut want = Vec::new();
+            transpose_rows(&xs, rows, d, &mut want);
+            // SAFETY: AVX2 was detected above.
+            unsafe { transpose_rows_avx2(&xs, rows, d, &mut out) };
+            assert_eq!(out, want, "rows={rows} d={d}");
+        }
+    }
+
+    #[test]
     fn ties_go_to_the_lowest_index_across_lanes_and_panels() {
         // Centres 2 and 9 (and 18) coincide and are nearest: lane merge must pick 2.
         let d = 3;
@@ -2354,6 +2690,66 @@ mod perf {
     use super::*;
     use crate::parallel::run_in_pool;
     use ndarray::Array2;
+
+    /// Whole Lloyd fits (20 iterations, 1 thread), CPU time per fit:
+    /// `cargo test --profile ci -p ferromine-core fit_profile -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn fit_profile() {
+        fn one<T: Float>(name: &str, d: usize, k: usize) {
+            let n = 100_000;
+            let m = k.max(8);
+            let mut r = SplitMix64::new(7, 1);
+            let cen: Vec<f64> = (0..m * d).map(|_| r.uniform() * 40.0).collect();
+            let x = Array2::from_shape_fn((n, d), |(i, f)| {
+                T::from_f64(cen[(i % m) * d + f] * 0.05 + 60.0 * r.uniform() + 3.0)
+            });
+            let init: Vec<T> = (0..k).flat_map(|j| x.row(j * 97).to_vec()).collect();
+            let (shift, _) = column_stats(&x.view(), &Cancel::new()).unwrap();
+            // CPU time of the pool thread (the machine is shared: wall time is noise).
+            fn cpu_s() -> f64 {
+                let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+                s.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+                    / 1e9
+            }
+            let reps = 3;
+            let (mut best, mut it) = (f64::INFINITY, 0);
+            for _ in 0..reps {
+                let t = run_in_pool(1, || {
+                    let t0 = cpu_s();
+                    let r =
+                        lloyd(&x.view(), None, &init, k, &shift, 20, 0.0, &Cancel::new()).unwrap();
+                    (cpu_s() - t0, r.n_iter)
+                })
+                .unwrap();
+                best = best.min(t.0);
+                it = t.1;
+            }
+            println!(
+                "{name} d={d} k={k}: {:.1} ms/fit ({it} iterations), {:.1} GFLOP/s (1 thread, CPU time)",
+                best * 1e3,
+                2.0 * (it * n * k * d) as f64 / best / 1e9
+            );
+        }
+        let sel = std::env::var("FIT_PROFILE").unwrap_or_default();
+        for &(d, k) in &[(64usize, 8usize), (64, 64), (64, 256), (16, 8), (16, 256)] {
+            let want = |t: &str| {
+                sel.is_empty()
+                    || sel
+                        .split(',')
+                        .any(|s| s == format!("{t}:{d}:{k}") || s == t)
+            };
+            if want("f32") {
+                one::<f32>("f32", d, k);
+            }
+            if want("f64") {
+                one::<f64>("f64", d, k);
+            }
+        }
+    }
 
     /// `cargo test --release -p ferromine-core kmeans::perf -- --ignored --nocapture`
     #[test]

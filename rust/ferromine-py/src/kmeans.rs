@@ -287,19 +287,25 @@ pub fn kmeans_transform<'py>(
 
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 
-/// Column means and population variances of X, float64: `(mean, var)`.
+/// Column means and population variances of X, float64: `(mean, var)`;
+/// `var` is empty when `with_var` is false (one pass over X fewer).
 #[pyfunction]
-#[pyo3(signature = (x, n_threads=None))]
+#[pyo3(signature = (x, n_threads=None, with_var=true))]
 pub fn kmeans_column_stats<'py>(
     py: Python<'py>,
     x: Data<'py>,
     n_threads: Option<usize>,
+    with_var: bool,
 ) -> PyResult<(F64Array<'py>, F64Array<'py>)> {
     macro_rules! go {
         ($x:expr) => {{
             let xv = $x;
             run(py, threads(n_threads), |cancel| {
-                kmeans::column_stats(&xv, cancel)
+                if with_var {
+                    kmeans::column_stats(&xv, cancel)
+                } else {
+                    kmeans::column_means(&xv, cancel).map(|m| (m, Vec::new()))
+                }
             })?
         }};
     }
