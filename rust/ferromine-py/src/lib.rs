@@ -58,6 +58,10 @@ mod _core {
     #[pymodule_export]
     use crate::fpgrowth::{fp_frozensets, fp_make_transactions, fp_mine, fp_rules};
     #[pymodule_export]
+    use crate::fpgrowth::fp_count_itemsets;
+    #[pymodule_export]
+    use crate::kmeans::{kmeans_label_distances, kmeans_lloyd_step};
+    #[pymodule_export]
     use crate::iforest::{
         iforest_contributions, iforest_grow, iforest_grow_extended, iforest_score,
         iforest_score_extended,
