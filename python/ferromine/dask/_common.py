@@ -47,6 +47,22 @@ def compute(tasks: list) -> list:
     return list(dask.compute(*tasks))
 
 
+def share(obj: Any) -> Any:
+    """``obj`` as one shared graph input for many tasks: scattered to every
+    worker when a distributed client is active (so the client sends it once
+    per worker, not once per task), else a single delayed value."""
+    import dask
+
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return dask.delayed(obj)
+    # A list scatters element by element: wrap so tuples and dicts stay whole.
+    return client.scatter([obj], broadcast=True, hash=False)[0]
+
+
 def delayed(fn: Callable) -> Callable:
     import dask
 
@@ -155,14 +171,11 @@ def ranks_rust(n: int, p: float) -> tuple[int, int, float]:
 
 
 def ranks_numpy(n: int, q: float) -> tuple[int, int, float]:
-    """``numpy.quantile(..., method="linear")``'s ranks and weight, operation
-    for operation (its virtual index is ``n*q + (1 + q*(1 - 1 - 1)) - 1``)."""
-    nq = np.float64(n) * np.float64(q)
-    virt = float(nq + (np.float64(1.0) + np.float64(q) * np.float64(-1.0)) - np.float64(1.0))
+    """``numpy.quantile(..., method="linear")``'s ranks and weight: virtual
+    index ``(n - 1) * q``, clipped to the last value."""
+    virt = float(np.float64(n - 1) * np.float64(q))
     if virt >= n - 1:
         return n - 1, n - 1, 0.0
-    if virt < 0:
-        return 0, 0, 0.0
     prev = math.floor(virt)
     return prev, prev + 1, virt - prev
 

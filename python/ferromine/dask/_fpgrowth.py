@@ -30,7 +30,12 @@ def _kind_of_input(data: Any) -> str:
         return "lists"  # a bag
     if not hasattr(meta, "columns"):
         return "lists"  # a Series of lists
-    if len(meta.columns) == 1 and (meta.dtypes.iloc[0] == object or "list" in str(meta.dtypes.iloc[0])):
+    import pandas as pd
+
+    # One-hot columns are bool or 0/1 numbers; a single column of anything
+    # else holds lists (dask may show an object column as a string dtype).
+    dtype = meta.dtypes.iloc[0] if len(meta.columns) == 1 else None
+    if dtype is not None and not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)):
         return "lists"
     return "onehot"
 
@@ -41,7 +46,15 @@ def _rows(part) -> list:
         part = part.iloc[:, 0]
     if hasattr(part, "tolist"):
         part = part.tolist()
-    return [[] if t is None else (t if hasattr(t, "__len__") else list(t)) for t in part]
+    out = []
+    for t in part:
+        if isinstance(t, (str, bytes)):
+            raise TypeError(
+                "expected one list of items per transaction, got a string; dask turns an object column "
+                "of lists into strings: use an Arrow list dtype (pd.ArrowDtype(pa.list_(...))) or a bag"
+            )
+        out.append([] if t is None else (t if hasattr(t, "__len__") else list(t)))
+    return out
 
 
 def _vocab(part) -> tuple[int, list]:
@@ -76,11 +89,14 @@ def _local(part, kind, index, n_items, null_values, n_total, min_count, max_len,
     return offsets, items
 
 
-def _count(part, kind, index, n_items, null_values, offsets, items, n_jobs):
+def _count(part, kind, index, n_items, null_values, cand, n_jobs):
     """Pass 2: the support count of every candidate in one partition."""
+    offsets, items = cand
     indptr, indices, n = _csr(part, kind, index, null_values)
     if n == 0:
         return np.zeros(len(offsets) - 1, np.uint64)
+    # Arrays that arrive from another process may sit misaligned in the message buffer.
+    offsets, items = np.require(offsets, requirements="CA"), np.require(items, requirements="CA")
     return _core.fp_count_itemsets(indptr, indices, n_items, offsets, items, resolve_n_jobs(n_jobs))
 
 
@@ -136,7 +152,7 @@ def _mine(data, kind, min_support, null_values, use_colnames, max_len, output, m
             labels = None
         n = int(sum(C.compute([C.delayed(len)(p) for p in parts])))
     n_items = len(labels) if labels is not None else int(data.shape[1])
-    index = {item: i for i, item in enumerate(labels)} if form == "lists" else None
+    index = C.share({item: i for i, item in enumerate(labels)}) if form == "lists" else None
     if n == 0:
         _fp._min_count(min_support, 1)  # still validate the parameter
         found: dict = {}
@@ -151,7 +167,8 @@ def _mine(data, kind, min_support, null_values, use_colnames, max_len, output, m
         )
         union = sorted(set(itertools.chain.from_iterable(_unpack(o, i) for o, i in local)), key=lambda s: (len(s), s))
         offsets, items = _pack(union)
-        counts = C.compute([C.delayed(_count)(p, form, index, n_items, null_values, offsets, items, n_jobs) for p in parts])
+        cand = C.share((offsets, items))
+        counts = C.compute([C.delayed(_count)(p, form, index, n_items, null_values, cand, n_jobs) for p in parts])
         total = np.sum(counts, axis=0, dtype=np.uint64) if counts else np.zeros(len(union), np.uint64)
         found = {s: int(c) for s, c in zip(union, total) if c >= min_count}
         if kind == "closed":

@@ -18,7 +18,8 @@ def _block(model, method, x):
     """``model.<method>(x)`` on one NumPy block (empty blocks stay empty)."""
     if x.shape[0] == 0:
         return np.zeros(0, dtype=np.int64 if method == "predict" else x.dtype)
-    return getattr(_IsolationForest, method)(model, x)
+    # A block from another process can sit misaligned in its buffer.
+    return getattr(_IsolationForest, method)(model, np.require(x, requirements="A"))
 
 
 def map_scores(model, X, method: str = "score_samples"):

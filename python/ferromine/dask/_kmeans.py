@@ -37,6 +37,13 @@ def _as_dask_array(X, name="X"):
     return out
 
 
+def _aligned(x, w):
+    """Arrays from another process can sit misaligned in the message buffer,
+    which the kernels refuse: copy only then (and make weights contiguous)."""
+    x = np.require(x, requirements="A")
+    return x, (None if w is None else np.require(w, dtype=np.float64, requirements="CA"))
+
+
 def _column_stats(x):
     if x.shape[0] == 0:
         return 0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
@@ -63,6 +70,7 @@ def _merge_stats(parts):
 
 def _step(x, w, centers, shift, prev):
     """One Lloyd pass over a partition: labels, sums, weights, #changed labels."""
+    x, w = _aligned(x, w)
     k, d = centers.shape
     if x.shape[0] == 0:
         return np.zeros(0, np.int32), np.zeros((k, d)), np.zeros(k), 0
@@ -75,8 +83,10 @@ def _farthest(x, w, centers, shift, labels, m, offset):
     """The ``m`` rows farthest from their centre (distance desc, index asc),
     with what relocation needs: (distance, global index, shifted row rounded
     to X's dtype, weight, old label)."""
+    x, w = _aligned(x, w)
     if x.shape[0] == 0:
         return []
+    labels = np.require(labels, dtype=np.int32, requirements="CA")
     dist = _core.kmeans_label_distances(x, centers, shift, labels, 1)
     order = np.lexsort((np.arange(dist.size), -dist))[:m]
     rows = (x[order].astype(np.float64) - shift).astype(x.dtype).astype(np.float64)
@@ -85,6 +95,7 @@ def _farthest(x, w, centers, shift, labels, m, offset):
 
 
 def _assign(x, w, centers):
+    x, w = _aligned(x, w)
     if x.shape[0] == 0:
         return np.zeros(0, np.int32), 0.0
     return _core.kmeans_assign(x, centers, w, True, 1)
@@ -113,6 +124,7 @@ def _average_centers(sums, weights):
 def _min_dist(x, w, cand_shifted, shift):
     """Squared distance (f64) of each row to its closest candidate and the
     weighted cost of the partition."""
+    x, w = _aligned(x, w)
     if x.shape[0] == 0:
         return np.zeros(0), 0.0
     cand = (cand_shifted + shift).astype(x.dtype)
@@ -133,6 +145,7 @@ def _sample_round(x, w, cand_shifted, shift, phi, ell, seed, rnd, part):
 
 
 def _candidate_weights(x, w, cand):
+    x, w = _aligned(x, w)
     if x.shape[0] == 0:
         return np.zeros(len(cand))
     labels, _ = _core.kmeans_assign(x, cand, None, False, 1)

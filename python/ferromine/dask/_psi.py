@@ -20,6 +20,8 @@ _METHODS = ("exact", "approx")
 
 
 def _read(part, categorical, one_d):
+    if isinstance(part, np.ndarray):
+        part = np.require(part, requirements="A")  # may arrive misaligned from another process
     return read_features(part, categorical=categorical, allow_1d=one_d)
 
 
@@ -66,6 +68,8 @@ def _pass_current(part, est):
     """Current-side counts of one partition in the fitted bins (a _Counts)."""
     if len(part) == 0:
         return None
+    if isinstance(part, np.ndarray):
+        part = np.require(part, requirements="A")
     feats = est._read(part, reset=False, allow_1d=getattr(est, "_one_d", False))
     return est._count(feats)
 
