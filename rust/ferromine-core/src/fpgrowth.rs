@@ -280,7 +280,11 @@ pub fn count_itemsets<O: Index, I: Index>(
                 for (j, &it) in c.iter().enumerate().skip(common) {
                     let next: Vec<u64> = match j {
                         0 => row(it).to_vec(),
-                        _ => stack[j - 1].iter().zip(row(it)).map(|(a, b)| a & b).collect(),
+                        _ => stack[j - 1]
+                            .iter()
+                            .zip(row(it))
+                            .map(|(a, b)| a & b)
+                            .collect(),
                     };
                     stack.push(next);
                 }
@@ -1142,7 +1146,8 @@ mod tests {
             let (indptr, idx) = random_db(seed, 300, 12, 0.3);
             let cancel = Cancel::new();
             let all = mine(&indptr, &idx, 12, params(1, Kind::All), &cancel).unwrap();
-            let counts = count_itemsets(&indptr, &idx, 12, &all.offsets, &all.items, &cancel).unwrap();
+            let counts =
+                count_itemsets(&indptr, &idx, 12, &all.offsets, &all.items, &cancel).unwrap();
             assert_eq!(counts, all.counts, "seed {seed}");
         }
         let cancel = Cancel::new();

@@ -122,9 +122,8 @@ pub fn fp_count_itemsets<'py>(
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let p = indptr.view("indptr")?;
     let i = indices.view("indices")?;
-    let contiguous = |what: &str| {
-        PyValueError::new_err(format!("{what} must be a contiguous 1-D array"))
-    };
+    let contiguous =
+        |what: &str| PyValueError::new_err(format!("{what} must be a contiguous 1-D array"));
     let off = offsets.as_slice().map_err(|_| contiguous("offsets"))?;
     let its = items.as_slice().map_err(|_| contiguous("items"))?;
     let counts = run(
