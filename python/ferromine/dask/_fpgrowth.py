@@ -165,7 +165,8 @@ def _mine(data, kind, min_support, null_values, use_colnames, max_len, output, m
                 for p in parts
             ]
         )
-        union = sorted(set(itertools.chain.from_iterable(_unpack(o, i) for o, i in local)), key=lambda s: (len(s), s))
+        # No sort needed: the counting kernel orders candidates itself.
+        union = list(set(itertools.chain.from_iterable(_unpack(o, i) for o, i in local)))
         offsets, items = _pack(union)
         cand = C.share((offsets, items))
         counts = C.compute([C.delayed(_count)(p, form, index, n_items, null_values, cand, n_jobs) for p in parts])
@@ -184,7 +185,7 @@ def _mine(data, kind, min_support, null_values, use_colnames, max_len, output, m
         )
     if output == "count":
         return len(found)
-    sets = list(found)
+    sets = sorted(found, key=lambda s: (len(s), s))
     offsets, items = _pack(sets)
     support = np.asarray([found[s] for s in sets], dtype=np.float64) / float(max(n, 1))
     return _fp._itemset_frame(offsets, items, support, labels if form == "lists" or labels else None, use_colnames, output)
