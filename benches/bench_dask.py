@@ -73,7 +73,7 @@ def main() -> None:
         fp_name = "generated 8k"
     reps = max(1, int(round(4 * scale)))
     tx = tx * reps
-    fp_support = 0.2
+    fp_support = 0.4
 
     rows = []
     for workers in (1, 2):
@@ -81,7 +81,7 @@ def main() -> None:
             # distributed may warn about the port or process start on a busy host
             warnings.simplefilter("ignore")
             cluster = distributed.LocalCluster(
-                n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=40
+                n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0", silence_logs=40
             )
             client = distributed.Client(cluster)
         try:
