@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .. import _core
 from ..iforest import IsolationForest as _IsolationForest
 from ..iforest import _is_int
 from . import _common as C
@@ -36,10 +35,7 @@ def map_scores(model, X, method: str = "score_samples"):
 
 
 def _sketch(s, grid):
-    if s.shape[0] == 0:
-        return np.zeros(0), np.zeros(0, np.uint64), 0
-    q, n_le, n_valid, _ = _core.psi_quantiles(np.asarray(s, dtype=np.float64)[:, None], grid, 1)
-    return q[0], n_le[0], int(n_valid[0])
+    return C.sketch(np.asarray(s, dtype=np.float64), grid)
 
 
 def _brackets(s, brackets):

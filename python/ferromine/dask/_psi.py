@@ -34,9 +34,9 @@ def _pass_sketch(part, categorical, one_d, grid, strategy):
         return out
     if feats.numeric_index:
         if strategy == "quantile":
-            q, n_le, n_valid, missing = _core.psi_quantiles(feats.numeric, grid, 1)
-            for k, j in enumerate(feats.numeric_index):
-                out["numeric"][j] = (q[k], n_le[k], int(n_valid[k]), int(missing[k]))
+            for j, col in zip(feats.numeric_index, _numeric_columns(feats)):
+                q, n_le, n_valid = C.sketch(col, grid)
+                out["numeric"][j] = (q, n_le, n_valid, int(col.size - n_valid))
         else:
             lo, hi, n_valid, missing = _core.psi_extents(feats.numeric, 1)
             for k, j in enumerate(feats.numeric_index):
