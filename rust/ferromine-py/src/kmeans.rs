@@ -324,6 +324,13 @@ fn shifted_centers(c: &PyReadonlyArray2<'_, f64>, d: usize) -> PyResult<(Vec<f64
     Ok((c.iter().copied().collect(), c.nrows()))
 }
 
+/// `(labels, sums, weights)` of [`kmeans_lloyd_step`].
+type StepOut<'py> = (
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyArray1<f64>>,
+);
+
 /// `(labels, sums, weights)` of one Lloyd E-step and M-step sums over the
 /// rows of `x` (one partition of a distributed fit), for shifted float64
 /// `centers` (k x d, `c - shift`): the mergeable state of a Lloyd iteration.
@@ -337,11 +344,7 @@ pub fn kmeans_lloyd_step<'py>(
     centers: PyReadonlyArray2<'py, f64>,
     shift: PyReadonlyArray1<'py, f64>,
     n_threads: Option<usize>,
-) -> PyResult<(
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyArray1<f64>>,
-)> {
+) -> PyResult<StepOut<'py>> {
     let w = weights_slice(&sample_weight)?;
     let s = f64_slice(&shift, "shift")?;
     macro_rules! go {
