@@ -10,6 +10,7 @@ __all__ = [
     "_panic_in_kernel",
     "_reset_pools",
     "get_num_threads",
+    "fp_count_itemsets",
     "fp_frozensets",
     "fp_make_transactions",
     "fp_mine",
@@ -23,7 +24,9 @@ __all__ = [
     "arrow_columns",
     "kmeans_assign",
     "kmeans_column_stats",
+    "kmeans_label_distances",
     "kmeans_lloyd",
+    "kmeans_lloyd_step",
     "kmeans_parallel",
     "kmeans_plusplus",
     "kmeans_transform",
@@ -110,6 +113,20 @@ def kmeans_transform(x: _X, centers: _Dense, n_threads: int | None = None) -> _D
 def kmeans_column_stats(
     x: _X, n_threads: int | None = None, with_var: bool = True
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def kmeans_lloyd_step(
+    x: _X,
+    sample_weight: npt.NDArray[np.float64] | None,
+    centers: npt.NDArray[np.float64],
+    shift: npt.NDArray[np.float64],
+    n_threads: int | None = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def kmeans_label_distances(
+    x: _X,
+    centers: npt.NDArray[np.float64],
+    shift: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int32],
+    n_threads: int | None = None,
+) -> npt.NDArray[np.float64]: ...
 
 # --- isolation forest (ferromine.iforest) ---
 _Matrix = npt.NDArray[np.float64] | npt.NDArray[np.float32]
@@ -225,6 +242,14 @@ def fp_mine(
     count_only: bool = False,
     n_threads: int | None = None,
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], npt.NDArray[np.uint64], int]: ...
+def fp_count_itemsets(
+    indptr: _Ids,
+    indices: _Ids,
+    n_items: int,
+    offsets: npt.NDArray[np.uint64],
+    items: npt.NDArray[np.uint32],
+    n_threads: int | None = None,
+) -> npt.NDArray[np.uint64]: ...
 def fp_frozensets(
     offsets: npt.NDArray[np.uint64], items: npt.NDArray[np.uint32], labels: list[Any] | None = None
 ) -> npt.NDArray[np.object_]: ...

@@ -1212,7 +1212,7 @@ fn add_rows<T: Float>(simd: bool, labels: &[i32], xs: &[T], d: usize, stats: &mu
 }
 
 /// Squared distance of each row (shifted) to the centre of its label, f64.
-fn label_distances<T: Float>(
+pub fn label_distances<T: Float>(
     x: &impl Rows<T>,
     shift: &[f64],
     centers: &[f64],

@@ -129,6 +129,33 @@ impl Drop for GcPause {
     }
 }
 
+/// Support count of each candidate itemset `items[offsets[k]:offsets[k+1]]`
+/// (item ids) over CSR transactions; for the global pass of distributed mining.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, n_items, offsets, items, n_threads=None))]
+pub fn fp_count_itemsets<'py>(
+    py: Python<'py>,
+    indptr: Ids<'py>,
+    indices: Ids<'py>,
+    n_items: usize,
+    offsets: PyReadonlyArray1<'py, u64>,
+    items: PyReadonlyArray1<'py, u32>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let p = indptr.view("indptr")?;
+    let i = indices.view("indices")?;
+    let contiguous =
+        |what: &str| PyValueError::new_err(format!("{what} must be a contiguous 1-D array"));
+    let off = offsets.as_slice().map_err(|_| contiguous("offsets"))?;
+    let its = items.as_slice().map_err(|_| contiguous("items"))?;
+    let counts = run(
+        py,
+        threads(n_threads),
+        |cancel| with_ids!(&p, p => with_ids!(&i, i => fpgrowth::count_itemsets(p, i, n_items, off, its, cancel))),
+    )?;
+    Ok(counts.into_pyarray(py))
+}
+
 /// One frozenset per list entry `items[offsets[k]:offsets[k+1]]`, whose
 /// elements are `labels[id]` (or the int `id` without labels), as a NumPy
 /// object array (a DataFrame column without conversion). Each label object

@@ -317,3 +317,116 @@ pub fn kmeans_column_stats<'py>(
     };
     Ok((m.into_pyarray(py), v.into_pyarray(py)))
 }
+
+/// Shifted centres (f64, k x d row-major) as the Lloyd kernels take them.
+fn shifted_centers(c: &PyReadonlyArray2<'_, f64>, d: usize) -> PyResult<(Vec<f64>, usize)> {
+    let c = c.as_array();
+    if c.ncols() != d {
+        return Err(PyValueError::new_err(format!(
+            "centers have {} features but X has {d}",
+            c.ncols()
+        )));
+    }
+    Ok((c.iter().copied().collect(), c.nrows()))
+}
+
+/// `(labels, sums, weights)` of [`kmeans_lloyd_step`].
+type StepOut<'py> = (
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// `(labels, sums, weights)` of one Lloyd E-step and M-step sums over the
+/// rows of `x` (one partition of a distributed fit), for shifted float64
+/// `centers` (k x d, `c - shift`): the mergeable state of a Lloyd iteration.
+/// Sums are of the shifted rows, weighted, in f64.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, centers, shift, n_threads=None))]
+pub fn kmeans_lloyd_step<'py>(
+    py: Python<'py>,
+    x: Data<'py>,
+    sample_weight: Option<PyReadonlyArray1<'py, f64>>,
+    centers: PyReadonlyArray2<'py, f64>,
+    shift: PyReadonlyArray1<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<StepOut<'py>> {
+    let w = weights_slice(&sample_weight)?;
+    let s = f64_slice(&shift, "shift")?;
+    macro_rules! go {
+        ($x:expr) => {{
+            let xv = $x;
+            let d = xv.ncols();
+            let (c, k) = shifted_centers(&centers, d)?;
+            let mut labels = vec![0i32; xv.nrows()];
+            let stats = run(py, threads(n_threads), |cancel| {
+                kmeans::lloyd_pass(&xv, w, s, &c, k, &mut labels, true, cancel)
+            })?;
+            (labels, stats, k, d)
+        }};
+    }
+    let (labels, stats, k, d) = match &x {
+        Data::F64(x) => go!(x.as_array()),
+        Data::F32(x) => go!(x.as_array()),
+        Data::CsrF64(v, i, p, m) => go!(csr(v, i, p, *m)?),
+        Data::CsrF32(v, i, p, m) => go!(csr(v, i, p, *m)?),
+    };
+    Ok((
+        labels.into_pyarray(py),
+        to_array2(py, stats.sums, k, d)?,
+        stats.weights.into_pyarray(py),
+    ))
+}
+
+/// Squared distance (f64) of every row of `x` to the shifted centre of its
+/// label: what empty-cluster relocation ranks rows by.
+#[pyfunction]
+#[pyo3(signature = (x, centers, shift, labels, n_threads=None))]
+pub fn kmeans_label_distances<'py>(
+    py: Python<'py>,
+    x: Data<'py>,
+    centers: PyReadonlyArray2<'py, f64>,
+    shift: PyReadonlyArray1<'py, f64>,
+    labels: PyReadonlyArray1<'py, i32>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let s = f64_slice(&shift, "shift")?;
+    let l = labels
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("labels must be a contiguous int32 array"))?;
+    macro_rules! go {
+        ($x:expr) => {{
+            let xv = $x;
+            let d = xv.ncols();
+            if l.len() != xv.nrows() {
+                return Err(PyValueError::new_err(format!(
+                    "labels has {} entries but X has {} rows",
+                    l.len(),
+                    xv.nrows()
+                )));
+            }
+            if s.len() != d {
+                return Err(PyValueError::new_err(format!(
+                    "shift has {} values but X has {d} features",
+                    s.len()
+                )));
+            }
+            let (c, k) = shifted_centers(&centers, d)?;
+            if let Some(&bad) = l.iter().find(|&&v| v < 0 || v as usize >= k) {
+                return Err(PyValueError::new_err(format!(
+                    "label {bad} is outside [0, {k})"
+                )));
+            }
+            run(py, threads(n_threads), |cancel| {
+                kmeans::label_distances(&xv, s, &c, l, cancel)
+            })?
+        }};
+    }
+    let out = match &x {
+        Data::F64(x) => go!(x.as_array()),
+        Data::F32(x) => go!(x.as_array()),
+        Data::CsrF64(v, i, p, m) => go!(csr(v, i, p, *m)?),
+        Data::CsrF32(v, i, p, m) => go!(csr(v, i, p, *m)?),
+    };
+    Ok(out.into_pyarray(py))
+}

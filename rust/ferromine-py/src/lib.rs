@@ -56,6 +56,8 @@ mod _core {
     #[pymodule_export]
     use super::{_panic_in_kernel, _reset_pools, get_num_threads};
     #[pymodule_export]
+    use crate::fpgrowth::fp_count_itemsets;
+    #[pymodule_export]
     use crate::fpgrowth::{fp_frozensets, fp_make_transactions, fp_mine, fp_rules};
     #[pymodule_export]
     use crate::iforest::{
@@ -69,6 +71,8 @@ mod _core {
         kmeans_assign, kmeans_column_stats, kmeans_lloyd, kmeans_parallel, kmeans_plusplus,
         kmeans_transform,
     };
+    #[pymodule_export]
+    use crate::kmeans::{kmeans_label_distances, kmeans_lloyd_step};
     #[pymodule_export]
     use crate::psi::{psi_extents, psi_histograms, psi_quantiles};
 
