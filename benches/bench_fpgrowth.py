@@ -155,8 +155,10 @@ def warm_up(lib: str) -> None:
 
 
 def prepare(lib: str, dataset: str, ms: float):
-    """Load the input for ``lib`` once and return a callable that runs one
-    timed mining call on it and returns {"time", "count", ...}."""
+    """Load the input for ``lib`` once; return a callable that runs one timed
+    mining call on it and returns {"time", "count", ...}, and the loaded
+    objects, which the caller keeps alive so that the call cannot reuse their
+    freed pages and hide its own memory."""
     rows, df = load(dataset, need_frame=lib in ("ferromine-pandas", "mlxtend"))
     n = len(rows)
     warm_up(lib)
@@ -225,7 +227,6 @@ def prepare(lib: str, dataset: str, ms: float):
         tuples = [tuple(x) for x in lists.to_pylist()]
         offsets = np.asarray(lists.offsets).astype(np.uint64)
         items = np.asarray(lists.values).astype(np.uint32)
-        del table, lists
 
         def run() -> dict:
             t = time.perf_counter()
@@ -240,11 +241,44 @@ def prepare(lib: str, dataset: str, ms: float):
 
     else:
         raise ValueError(lib)
-    return run
+    return run, (rows, df)
 
 
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(field)
+
+
+def peak_start() -> tuple[float, bool]:
+    """Start measuring peak RSS: on Linux reset the high-water mark to the
+    current RSS (``clear_refs`` 5), so a transient peak while the input was
+    built does not mask the call's; elsewhere fall back to ``ru_maxrss``."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:  # hand pages freed while the input was built back to the OS, so the call cannot reuse them unseen
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_mb("VmRSS"), True
+    except OSError:
+        return _maxrss_mb(), False
+
+
+def peak_growth(start: tuple[float, bool]) -> float:
+    base, reset = start
+    return max(0.0, (_status_mb("VmHWM") if reset else _maxrss_mb()) - base)
 
 
 def serve(conn, lib: str, dataset: str, ms: float) -> None:
@@ -252,19 +286,20 @@ def serve(conn, lib: str, dataset: str, ms: float) -> None:
     "run" message, until the parent closes the pipe.
 
     The first call in this fresh process also gives the peak RSS growth of the
-    call (the high-water mark can only be read cleanly once per process)."""
+    call (later calls reuse pages the first one freed, so only the first is a
+    clean measurement)."""
     import warnings
 
     warnings.simplefilter("ignore")
     try:
-        run = prepare(lib, dataset, ms)
+        run, keep = prepare(lib, dataset, ms)  # noqa: F841 (kept alive on purpose)
         conn.send({"ready": True})
         first = True
         while conn.recv() == "run":
-            rss0 = _maxrss_mb()
+            start = peak_start()
             res = run()
             if first:
-                res["peak_mb"] = _maxrss_mb() - rss0
+                res["peak_mb"] = peak_growth(start)
                 first = False
             conn.send(res)
     except EOFError:
