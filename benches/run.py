@@ -150,6 +150,8 @@ def plot_scaling(kernel: str, series: list[dict]) -> Path | None:
         if max(s["x"]) / max(min(s["x"]), 1e-12) > 4:
             ax.set_xscale("log")
             ax.set_yscale("log")
+        else:  # a linear axis from zero: a 4 % difference must not look like a doubling
+            ax.set_ylim(bottom=0)
         ax.set_xticks(s["x"], [f"{x:,}" for x in s["x"]], fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel(s["x_label"])
