@@ -1,8 +1,9 @@
 """PSI benchmark: ferromine against a plain NumPy reference and feature-engine.
 
 Side by side in one process, alternating, medians of several repetitions;
-every comparison also checks that the answers agree. Peak memory is measured
-in a fresh interpreter.
+every comparison also checks that the answers agree. Scaling series: time
+against rows and against columns (ours on both cores and on one, and the NumPy
+reference) and against threads. Peak memory is measured in a fresh interpreter.
 
     python benches/bench_psi.py            # 1M rows x 100 float64 columns
     python benches/bench_psi.py --quick    # 200k x 20
@@ -67,6 +68,48 @@ PSIDrift(n_jobs={jobs}).fit(ref).psi(cur)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({{"input_bytes": ref.nbytes + cur.nbytes, "rss_before": before, "rss_peak": after}}))
 """
+
+
+def scaling(quick: bool, full: bool, repeat: int) -> list[dict]:
+    """Time of fit + score against rows and against columns, ours (both
+    cores and one) and the NumPy reference, same data, alternating."""
+    if quick:
+        ns, n_fixed, ds, d_fixed = [10_000, 50_000, 200_000], 50_000, [5, 20, 80], 10
+    else:
+        ns, n_fixed, ds, d_fixed = [10_000, 100_000, 1_000_000], 100_000, [10, 100, 300], 10
+    if full:
+        ds = ds + [1000]
+    names = ("ferromine (2 threads)", "ferromine (1 thread)", "numpy")
+    rng = np.random.default_rng(1)
+    series = []
+    for axis, points in (("n", ns), ("d", ds)):
+        lines: dict[str, list[float]] = {k: [] for k in names}
+        worst = 0.0
+        for x in points:
+            n, d = (x, d_fixed) if axis == "n" else (n_fixed, x)
+            r = rng.standard_normal((n, d))
+            c = rng.standard_normal((n, d)) + 0.1
+            res = alternate(
+                {
+                    names[0]: lambda: ours(r, c, n_jobs=2),
+                    names[1]: lambda: ours(r, c, n_jobs=1),
+                    names[2]: lambda: numpy_psi(r, c),
+                },
+                repeat=repeat,
+                budget_s=20,
+            )
+            worst = max(worst, float(np.max(np.abs(res[names[0]]["result"] - res[names[2]]["result"]))),
+                        float(np.max(np.abs(res[names[1]]["result"] - res[names[2]]["result"]))))
+            for k in names:
+                lines[k].append(res[k]["median"])
+            del r, c
+        if axis == "n":
+            title, label = f"PSI fit + score against rows ({d_fixed} float64 columns)", "rows (reference = current)"
+        else:
+            title, label = f"PSI fit + score against columns ({n_fixed:,} rows)", "columns (features)"
+        series.append({"title": title, "x_label": label, "x": points, "lines": lines,
+                       "max_abs_diff": worst, "agree": worst <= 1e-12})
+    return series
 
 
 def main() -> None:
@@ -152,7 +195,19 @@ def main() -> None:
     elif not args.no_fe:
         rows.append({"case": "feature-engine", "reference": "feature-engine (missing)", "agree": None})
 
-    # 3. Peak memory of fit + score, in a fresh interpreter.
+    # 3. Scaling: against rows, columns and threads (the last from the C-order runs above).
+    series = scaling(args.quick, args.full, args.repeat)
+    c_rows = {r["ours"]: r for r in rows if r.get("case") == f"{n:,} x {d} float64, C order"}
+    # NumPy has no threads knob here: its time goes in the title, not as a flat
+    # line that would squash ours on a linear axis.
+    series.append({
+        "title": f"PSI fit + score against threads ({n:,} x {d} float64, C order; "
+                 f"numpy reference {c_rows['ferromine (1 thread)']['reference_s']:.2f} s)",
+        "x_label": "threads (n_jobs)", "x": [1, 2],
+        "lines": {"ferromine": [c_rows["ferromine (1 thread)"]["ours_s"], c_rows["ferromine (2 threads)"]["ours_s"]]},
+    })
+
+    # 4. Peak memory of fit + score, in a fresh interpreter.
     mem = peak_rss_child(MEMORY_CHILD.format(n=n, d=d, jobs=2))
     extra = max(0, mem["rss_peak"] - mem["rss_before"])
     mem["extra_bytes"] = extra
@@ -168,9 +223,17 @@ def main() -> None:
         ok = "yes" if r["agree"] else f"**NO** (max diff {r['max_abs_diff']:.2e})"
         print(f"| {r['case']} | {r['ours']} | {r['reference']} | {r['ours_s']:.3f} | "
               f"{r['reference_s']:.3f} | {r['speedup']:.1f}x | {ok} |")
+    print("\nScaling (fit + score, median seconds; ratio = numpy / ferromine with 2 threads):\n")
+    print("| series | x | ferromine (2 threads) | ferromine (1 thread) | numpy | ratio | answers agree |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for s in series[:-1]:
+        ok = "yes" if s["agree"] else f"**NO** (max diff {s['max_abs_diff']:.2e})"
+        for i, x in enumerate(s["x"]):
+            t2, t1, tn = (s["lines"][k][i] for k in ("ferromine (2 threads)", "ferromine (1 thread)", "numpy"))
+            print(f"| {s['title']} | {x:,} | {t2:.4f} | {t1:.4f} | {tn:.4f} | {tn / t2:.1f}x | {ok} |")
     print(f"\nPeak memory of fit + score: input {mem['input_bytes'] / 2**20:.0f} MiB, "
           f"extra {extra / 2**20:.0f} MiB, peak/input {mem['peak_over_input']:.3f}")
-    path = write_json("psi", {"rows": rows, "memory": mem, "n_rows": n, "n_cols": d,
+    path = write_json("psi", {"rows": rows, "scaling": series, "memory": mem, "n_rows": n, "n_cols": d,
                               "machine": machine(), "versions": versions("ferromine", "numpy", "pandas", "feature-engine")})
     print(f"wrote {path}")
 

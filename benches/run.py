@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,14 +39,42 @@ IMPORT_NAMES = {"scikit-learn": "sklearn", "feature-engine": "feature_engine", "
                 "faiss-cpu": "faiss", "scikit-learn-intelex": "sklearnex"}
 
 
-def import_error(dist: str) -> str | None:
-    """Why ``dist`` cannot be imported (in a fresh interpreter), or None."""
-    module = IMPORT_NAMES.get(dist, dist.replace("-", "_"))
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return None
-    lines = proc.stderr.strip().splitlines()
-    return lines[-1][:160] if lines else f"exit {proc.returncode}"
+def import_errors(dists: list[str]) -> dict[str, str]:
+    """Why each of ``dists`` cannot be imported (each in its own fresh
+    interpreter, all started at once), for those that cannot."""
+    procs = {
+        d: subprocess.Popen([sys.executable, "-c", f"import {IMPORT_NAMES.get(d, d.replace('-', '_'))}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for d in dists
+    }
+    broken = {}
+    for d, proc in procs.items():
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            lines = err.strip().splitlines()
+            broken[d] = lines[-1][:160] if lines else f"exit {proc.returncode}"
+    return broken
+
+
+def run_kernel(kernel: str, flag: list[str]) -> tuple[int, str, str]:
+    """Run one benchmark script, echoing the first cell of each table row as
+    it arrives (the progress display); returns (exit code, stdout, stderr)."""
+    cmd = [sys.executable, str(HERE / f"bench_{kernel}.py"), *flag]
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+        out, in_table = [], False
+        for line in proc.stdout:
+            out.append(line)
+            cells = [c.strip() for c in line.strip().split("|")]
+            if len(cells) < 3:
+                in_table = False
+            elif all(c and set(c) <= set("-:") for c in cells[1:-1]):
+                in_table = True  # the separator: data rows follow
+            elif in_table:
+                print(f"      {kernel}: {' | '.join(cells[1:3])[:90]} done", flush=True)
+        proc.wait()
+        err.seek(0)
+        return proc.returncode, "".join(out), err.read()
 
 
 def discover(only: list[str] | None) -> list[str]:
@@ -121,6 +150,8 @@ def plot_scaling(kernel: str, series: list[dict]) -> Path | None:
         if max(s["x"]) / max(min(s["x"]), 1e-12) > 4:
             ax.set_xscale("log")
             ax.set_yscale("log")
+        else:  # a linear axis from zero: a 4 % difference must not look like a doubling
+            ax.set_ylim(bottom=0)
         ax.set_xticks(s["x"], [f"{x:,}" for x in s["x"]], fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel(s["x_label"])
@@ -148,21 +179,22 @@ def main() -> int:
     flag = ["--quick"] if args.quick else (["--full"] if args.full else [])
     kernels = discover(args.only)
     sections, failed = [], []
+    timings: dict[str, float] = {}
     started = time.perf_counter()
     for i, kernel in enumerate(kernels, 1):
         print(f"[{i}/{len(kernels)}] {kernel} ... (left: {', '.join(kernels[i:]) or 'none'})", flush=True)
         t0 = time.perf_counter()
-        cmd = [sys.executable, str(HERE / f"bench_{kernel}.py"), *flag]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        returncode, stdout, stderr = run_kernel(kernel, flag)
         took = time.perf_counter() - t0
-        print(f"      done in {took:.0f} s (exit {proc.returncode})", flush=True)
-        table = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("wrote "))
-        if proc.returncode != 0:
+        timings[kernel] = round(took, 1)
+        print(f"      done in {took:.0f} s (exit {returncode}; {time.perf_counter() - started:.0f} s so far)", flush=True)
+        table = "\n".join(line for line in stdout.splitlines() if not line.startswith("wrote "))
+        if returncode != 0:
             failed.append(kernel)
-            table += f"\n\n**This benchmark failed** (exit {proc.returncode}):\n\n```\n{proc.stderr[-3000:]}\n```"
+            table += f"\n\n**This benchmark failed** (exit {returncode}):\n\n```\n{stderr[-3000:]}\n```"
         result_file = RESULTS / f"{kernel}.json"
         img = scaling = None
-        if result_file.exists() and proc.returncode == 0:
+        if result_file.exists() and returncode == 0:
             payload = json.loads(result_file.read_text())
             img = plot(kernel, payload.get("rows", []))
             scaling = plot_scaling(kernel, payload.get("scaling", []))
@@ -176,16 +208,19 @@ def main() -> int:
     info = machine()
     vers = versions("ferromine", *REFERENCES)
     missing = [k for k, v in vers.items() if v is None]
-    broken = {k: why for k in vers if vers[k] is not None and (why := import_error(k))}
+    broken = import_errors([k for k in vers if vers[k] is not None])
     for k in broken:
         vers[k] = None
     command = "make bench" + (f" BENCH_ARGS='{' '.join(flag)}'" if flag else "")
+    total = time.perf_counter() - started
     header = [
         "# Benchmarks",
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in "
-        f"{time.perf_counter() - started:.0f} s. Every comparison runs ferromine and the reference on the same "
+        f"{total:.0f} s. Every comparison runs ferromine and the reference on the same "
         "input in one process, alternating, and reports medians; it also checks that the answers agree.",
+        "",
+        "Wall time per kernel: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
         "",
         f"Machine: {info['cpu']}, {info['cores']} logical cores, Python {info['python']}, "
         f"{info['platform']}; load average at the end {tuple(round(x, 1) for x in info['load_average'] or ())}.",
@@ -197,6 +232,10 @@ def main() -> int:
          + "; ".join(f"{k} ({why})" for k, why in broken.items()) + ".") if broken else "",
         "",
     ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "suite.json").write_text(json.dumps(
+        {"command": command, "mode": flag[0].lstrip("-") if flag else "default", "seconds": timings,
+         "total_s": round(total, 1), "failed": failed, "machine": info}, indent=1) + "\n")
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.md").write_text("\n".join(header) + "\n" + "\n".join(sections))
     print(f"wrote {DOCS / 'benchmarks.md'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
