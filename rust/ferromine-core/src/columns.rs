@@ -80,6 +80,8 @@ const WIDE_COLS: usize = 128;
 /// Distance between scratch columns: a row group plus a cache line, so that
 /// columns are not a multiple of 4 KiB apart (same L1 sets).
 const COL_PITCH: usize = ROW_GROUP + 8;
+/// How far ahead, in rows, a row-major transpose prefetches.
+const PREFETCH_ROWS: usize = 16;
 /// Values handed to `push_slice` at a time when a column must be converted
 /// first.
 const SCRATCH: usize = 512;
@@ -389,7 +391,21 @@ fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64]) {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
+        let (base, stride) = (part.as_ptr() as *const i8, part.strides()[0]);
+        let run = w * std::mem::size_of::<T>();
         while i + 4 <= m {
+            // Strided runs defeat the hardware prefetcher (it stops at page
+            // boundaries): ask for the rows a few steps ahead. A prefetch
+            // never faults, even past the end of the data.
+            for r in i + PREFETCH_ROWS..i + PREFETCH_ROWS + 4 {
+                let row = base.wrapping_offset(r as isize * stride * std::mem::size_of::<T>() as isize);
+                for b in (0..run).step_by(64).chain([run.saturating_sub(1)]) {
+                    // SAFETY: SSE is part of x86-64; prefetching does not access memory.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.wrapping_add(b))
+                    };
+                }
+            }
             let row = |r: usize| part.row(i + r).to_slice().and_then(T::as_f64_slice);
             let (Some(r0), Some(r1), Some(r2), Some(r3)) = (row(0), row(1), row(2), row(3)) else {
                 break;
