@@ -166,7 +166,8 @@ impl<'a, T: Value> Block<'_, 'a, T> {
                                 let c0 = g * WIDE_COLS;
                                 let part = rows.slice(s![.., c0..c0 + group.len()]);
                                 transpose(part, &mut scratch);
-                                for (state, col) in group.iter_mut().zip(scratch.chunks(COL_PITCH)) {
+                                for (state, col) in group.iter_mut().zip(scratch.chunks(COL_PITCH))
+                                {
                                     state.push_slice(&col[..m]);
                                 }
                             }
@@ -375,7 +376,10 @@ fn push_column<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
 /// features: at most [`WHOLE_COLS`], an even number of equal blocks (so two
 /// threads share them evenly), from the shape alone.
 fn whole_feature_width(d: usize) -> usize {
-    let blocks = d.div_ceil(WHOLE_COLS).next_multiple_of(2).clamp(1, d.max(1));
+    let blocks = d
+        .div_ceil(WHOLE_COLS)
+        .next_multiple_of(2)
+        .clamp(1, d.max(1));
     d.div_ceil(blocks).max(1)
 }
 
@@ -398,11 +402,17 @@ fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64]) {
             // boundaries): ask for the rows a few steps ahead. A prefetch
             // never faults, even past the end of the data.
             for r in i + PREFETCH_ROWS..i + PREFETCH_ROWS + 4 {
-                let row = base.wrapping_offset(r as isize * stride * std::mem::size_of::<T>() as isize);
+                let row = base.wrapping_offset(
+                    (r as isize)
+                        .wrapping_mul(stride)
+                        .wrapping_mul(std::mem::size_of::<T>() as isize),
+                );
                 for b in (0..run).step_by(64).chain([run.saturating_sub(1)]) {
                     // SAFETY: SSE is part of x86-64; prefetching does not access memory.
                     unsafe {
-                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.wrapping_add(b))
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            row.wrapping_add(b),
+                        )
                     };
                 }
             }
@@ -445,10 +455,22 @@ unsafe fn transpose4_avx(rows: [&[f64]; 4], i: usize, scratch: &mut [f64]) {
         let ab13 = _mm256_unpackhi_pd(a, b);
         let cd02 = _mm256_unpacklo_pd(c, d);
         let cd13 = _mm256_unpackhi_pd(c, d);
-        _mm256_storeu_pd(dst.add(k * COL_PITCH), _mm256_permute2f128_pd::<0x20>(ab02, cd02));
-        _mm256_storeu_pd(dst.add((k + 1) * COL_PITCH), _mm256_permute2f128_pd::<0x20>(ab13, cd13));
-        _mm256_storeu_pd(dst.add((k + 2) * COL_PITCH), _mm256_permute2f128_pd::<0x31>(ab02, cd02));
-        _mm256_storeu_pd(dst.add((k + 3) * COL_PITCH), _mm256_permute2f128_pd::<0x31>(ab13, cd13));
+        _mm256_storeu_pd(
+            dst.add(k * COL_PITCH),
+            _mm256_permute2f128_pd::<0x20>(ab02, cd02),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 1) * COL_PITCH),
+            _mm256_permute2f128_pd::<0x20>(ab13, cd13),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 2) * COL_PITCH),
+            _mm256_permute2f128_pd::<0x31>(ab02, cd02),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 3) * COL_PITCH),
+            _mm256_permute2f128_pd::<0x31>(ab13, cd13),
+        );
         k += 4;
     }
     while k < w {
@@ -538,7 +560,10 @@ mod tests {
             let want32: Vec<Vec<f64>> = (0..d)
                 .map(|j| c32.column(j).iter().map(|&v| v as f64).collect())
                 .collect();
-            assert!(recorded(&Columns::Matrix(c32.view())) == want32, "{n} x {d} f32");
+            assert!(
+                recorded(&Columns::Matrix(c32.view())) == want32,
+                "{n} x {d} f32"
+            );
             // Whole-feature blocks (the quantile walk) see the same values.
             let data = Columns::Matrix(c.view());
             let whole = data
@@ -549,7 +574,10 @@ mod tests {
             // Reversed rows and features (negative strides, still row-major).
             let rev = c.slice(s![..;-1, ..;-1]);
             let want_rev: Vec<Vec<f64>> = rev.columns().into_iter().map(|c| c.to_vec()).collect();
-            assert!(recorded(&Columns::Matrix(rev)) == want_rev, "{n} x {d} reversed");
+            assert!(
+                recorded(&Columns::Matrix(rev)) == want_rev,
+                "{n} x {d} reversed"
+            );
         }
     }
 
