@@ -72,14 +72,19 @@ const TILE_ROWS: usize = 1 << 13;
 /// which the prefetcher follows poorly), and its kernels keep per-feature
 /// buffers, so memory grows with the features in flight.
 const WHOLE_COLS: usize = 32;
-/// Rows of a row-major block transposed at a time.
-const ROW_GROUP: usize = 256;
+/// Values of a row-major block transposed at a time (256 KiB of scratch, in
+/// L2): as many rows as fit, so each state takes long runs of its feature.
+const GROUP_VALUES: usize = 1 << 15;
 /// Features transposed together: their scratch columns (about 270 KiB) stay
 /// in L2 while the states read them.
 const WIDE_COLS: usize = 128;
-/// Distance between scratch columns: a row group plus a cache line, so that
-/// columns are not a multiple of 4 KiB apart (same L1 sets).
-const COL_PITCH: usize = ROW_GROUP + 8;
+/// Rows transposed at a time for `w` features, and the distance between
+/// their scratch columns: the rows plus a cache line, so that columns are not
+/// a multiple of 4 KiB apart (same L1 sets).
+fn row_group(w: usize) -> (usize, usize) {
+    let rows = (GROUP_VALUES / w.max(1)).clamp(64, 1024) / 8 * 8;
+    (rows, rows + 8)
+}
 /// How far ahead, in rows, a row-major transpose prefetches.
 const PREFETCH_ROWS: usize = 16;
 /// Values handed to `push_slice` at a time when a column must be converted
@@ -144,8 +149,10 @@ impl<'a, T: Value> Block<'_, 'a, T> {
             Columns::Matrix(x) => {
                 let row_major = self.data.row_major();
                 let step = if row_major { TILE_ROWS } else { COLUMN_ROWS };
+                let width = self.cols.len().min(WIDE_COLS);
+                let (group_rows, pitch) = row_group(width);
                 let mut scratch = if row_major {
-                    vec![0.0f64; COL_PITCH * self.cols.len().min(WIDE_COLS)]
+                    vec![0.0f64; pitch * width]
                 } else {
                     Vec::new()
                 };
@@ -159,15 +166,14 @@ impl<'a, T: Value> Block<'_, 'a, T> {
                         // the prefetcher streams), into per-feature scratch
                         // columns that the states then read from cache.
                         let n = tile.nrows();
-                        for r1 in (0..n).step_by(ROW_GROUP) {
-                            let rows = tile.slice(s![r1..(r1 + ROW_GROUP).min(n), ..]);
+                        for r1 in (0..n).step_by(group_rows) {
+                            let rows = tile.slice(s![r1..(r1 + group_rows).min(n), ..]);
                             let m = rows.nrows();
                             for (g, group) in states.chunks_mut(WIDE_COLS).enumerate() {
                                 let c0 = g * WIDE_COLS;
                                 let part = rows.slice(s![.., c0..c0 + group.len()]);
-                                transpose(part, &mut scratch);
-                                for (state, col) in group.iter_mut().zip(scratch.chunks(COL_PITCH))
-                                {
+                                transpose(part, &mut scratch, pitch);
+                                for (state, col) in group.iter_mut().zip(scratch.chunks(pitch)) {
                                     state.push_slice(&col[..m]);
                                 }
                             }
@@ -383,12 +389,12 @@ fn whole_feature_width(d: usize) -> usize {
     d.div_ceil(blocks).max(1)
 }
 
-/// Transpose `part` (at most [`COL_PITCH`] rows) into `scratch`: feature `k`
-/// of row `i` goes to `scratch[k * COL_PITCH + i]`. Rows are read front to
+/// Transpose `part` (at most `pitch` rows) into `scratch`: feature `k` of
+/// row `i` goes to `scratch[k * pitch + i]`. Rows are read front to
 /// back; contiguous `f64` rows go four at a time through 4x4 AVX transposes.
-fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64]) {
+fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64], pitch: usize) {
     let (m, w) = part.dim();
-    if m > COL_PITCH || scratch.len() < w * COL_PITCH {
+    if m > pitch || scratch.len() < w * pitch {
         // Not reached (callers size both); keeps the indexing below in range.
         return;
     }
@@ -421,13 +427,13 @@ fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64]) {
                 break;
             };
             // SAFETY: AVX was just checked; the rows have `w` values each and
-            // `i + 4 <= m <= COL_PITCH`, `scratch.len() >= w * COL_PITCH`.
-            unsafe { transpose4_avx([r0, r1, r2, r3], i, scratch) };
+            // `i + 4 <= m <= pitch`, `scratch.len() >= w * pitch`.
+            unsafe { transpose4_avx([r0, r1, r2, r3], i, scratch, pitch) };
             i += 4;
         }
     }
     for (i, row) in part.rows().into_iter().enumerate().skip(i) {
-        for (col, &v) in scratch.chunks_mut(COL_PITCH).zip(row.iter()) {
+        for (col, &v) in scratch.chunks_mut(pitch).zip(row.iter()) {
             col[i] = v.to_f64();
         }
     }
@@ -437,10 +443,10 @@ fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64]) {
 ///
 /// # Safety
 /// The CPU must support AVX; every row has the same length `w`,
-/// `i + 4 <= COL_PITCH` and `scratch.len() >= w * COL_PITCH`.
+/// `i + 4 <= pitch` and `scratch.len() >= w * pitch`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose4_avx(rows: [&[f64]; 4], i: usize, scratch: &mut [f64]) {
+unsafe fn transpose4_avx(rows: [&[f64]; 4], i: usize, scratch: &mut [f64], pitch: usize) {
     use std::arch::x86_64::*;
     let w = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     let dst = scratch.as_mut_ptr().add(i);
@@ -456,26 +462,26 @@ unsafe fn transpose4_avx(rows: [&[f64]; 4], i: usize, scratch: &mut [f64]) {
         let cd02 = _mm256_unpacklo_pd(c, d);
         let cd13 = _mm256_unpackhi_pd(c, d);
         _mm256_storeu_pd(
-            dst.add(k * COL_PITCH),
+            dst.add(k * pitch),
             _mm256_permute2f128_pd::<0x20>(ab02, cd02),
         );
         _mm256_storeu_pd(
-            dst.add((k + 1) * COL_PITCH),
+            dst.add((k + 1) * pitch),
             _mm256_permute2f128_pd::<0x20>(ab13, cd13),
         );
         _mm256_storeu_pd(
-            dst.add((k + 2) * COL_PITCH),
+            dst.add((k + 2) * pitch),
             _mm256_permute2f128_pd::<0x31>(ab02, cd02),
         );
         _mm256_storeu_pd(
-            dst.add((k + 3) * COL_PITCH),
+            dst.add((k + 3) * pitch),
             _mm256_permute2f128_pd::<0x31>(ab13, cd13),
         );
         k += 4;
     }
     while k < w {
         for (r, row) in rows.iter().enumerate() {
-            *dst.add(k * COL_PITCH + r) = row[k];
+            *dst.add(k * pitch + r) = row[k];
         }
         k += 1;
     }
