@@ -1,4 +1,5 @@
-//! Profile the PSI kernels on one thread: `cargo run --release --example psi_profile`.
+//! Profile the PSI kernels: `cargo run --release --example psi_profile -- q|h|qh ITERS [c]`
+//! (PSI_N rows, PSI_D columns, PSI_T threads; default one thread).
 use std::time::Instant;
 
 use ferromine_core::psi::{histograms, quantiles, Closed};
@@ -26,7 +27,7 @@ fn main() {
     let probs: Vec<f64> = (1..10).map(|i| i as f64 / 10.0).collect();
     let cancel = Cancel::new();
     let what = std::env::args().nth(1).unwrap_or_default();
-    let pool = ferromine_core::parallel::pool(1).expect("pool");
+    let pool = ferromine_core::parallel::pool(env("PSI_T", 1)).expect("pool");
     pool.install(|| {
         let iters: usize = std::env::args()
             .nth(2)

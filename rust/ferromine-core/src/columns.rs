@@ -67,12 +67,28 @@ pub enum Columns<'a, T> {
 const COLUMN_ROWS: usize = 1 << 16;
 /// Rows per task when a row-major matrix is walked across rows.
 const TILE_ROWS: usize = 1 << 13;
-/// Features per task for a row-major matrix: one or two cache lines a row.
-const TILE_COLS: usize = 8;
-/// Rows of a row-major block transposed while they are in cache.
-const ROW_GROUP: usize = 256;
-/// Values handed to `push_slice` at a time when they must be converted or
-/// transposed first (fits in L1 with `TILE_COLS` features).
+/// Most features per whole-feature block of a row-major matrix: such a block
+/// reads a run of up to 256 bytes of every row (not one cache line of each,
+/// which the prefetcher follows poorly), and its kernels keep per-feature
+/// buffers, so memory grows with the features in flight.
+const WHOLE_COLS: usize = 32;
+/// Values of a row-major block transposed at a time (256 KiB of scratch, in
+/// L2): as many rows as fit, so each state takes long runs of its feature.
+const GROUP_VALUES: usize = 1 << 15;
+/// Features transposed together: their scratch columns (about 270 KiB) stay
+/// in L2 while the states read them.
+const WIDE_COLS: usize = 128;
+/// Rows transposed at a time for `w` features, and the distance between
+/// their scratch columns: the rows plus a cache line, so that columns are not
+/// a multiple of 4 KiB apart (same L1 sets).
+fn row_group(w: usize) -> (usize, usize) {
+    let rows = (GROUP_VALUES / w.max(1)).clamp(64, 1024) / 8 * 8;
+    (rows, rows + 8)
+}
+/// How far ahead, in rows, a row-major transpose prefetches.
+const PREFETCH_ROWS: usize = 16;
+/// Values handed to `push_slice` at a time when a column must be converted
+/// first.
 const SCRATCH: usize = 512;
 
 /// A rectangle of the data that one task owns: some features, some rows.
@@ -133,8 +149,10 @@ impl<'a, T: Value> Block<'_, 'a, T> {
             Columns::Matrix(x) => {
                 let row_major = self.data.row_major();
                 let step = if row_major { TILE_ROWS } else { COLUMN_ROWS };
+                let width = self.cols.len().min(WIDE_COLS);
+                let (group_rows, pitch) = row_group(width);
                 let mut scratch = if row_major {
-                    vec![[0.0f64; SCRATCH + 8]; TILE_COLS]
+                    vec![0.0f64; pitch * width]
                 } else {
                     Vec::new()
                 };
@@ -143,16 +161,21 @@ impl<'a, T: Value> Block<'_, 'a, T> {
                     cancel.check()?;
                     let tile = x.slice(s![r0..(r0 + step).min(self.rows.end), self.cols.clone()]);
                     if row_major {
-                        // A block may span many features: take a few hundred
-                        // whole rows (contiguous memory, read once from RAM)
-                        // and transpose them group by group from cache.
+                        // Transpose a few hundred rows at a time, reading
+                        // each row front to back (sequential memory, which
+                        // the prefetcher streams), into per-feature scratch
+                        // columns that the states then read from cache.
                         let n = tile.nrows();
-                        for r1 in (0..n).step_by(ROW_GROUP) {
-                            let rows = tile.slice(s![r1..(r1 + ROW_GROUP).min(n), ..]);
-                            for (g, group) in states.chunks_mut(TILE_COLS).enumerate() {
-                                let c0 = g * TILE_COLS;
+                        for r1 in (0..n).step_by(group_rows) {
+                            let rows = tile.slice(s![r1..(r1 + group_rows).min(n), ..]);
+                            let m = rows.nrows();
+                            for (g, group) in states.chunks_mut(WIDE_COLS).enumerate() {
+                                let c0 = g * WIDE_COLS;
                                 let part = rows.slice(s![.., c0..c0 + group.len()]);
-                                push_rows(group, part, &mut scratch);
+                                transpose(part, &mut scratch, pitch);
+                                for (state, col) in group.iter_mut().zip(scratch.chunks(pitch)) {
+                                    state.push_slice(&col[..m]);
+                                }
                             }
                         }
                     } else {
@@ -238,7 +261,7 @@ impl<'a, T: Value> Columns<'a, T> {
                 // few features each, so memory stays bounded.
                 let (width, rows) = match (self.row_major(), split_rows) {
                     (true, true) => (d.max(1), TILE_ROWS),
-                    (true, false) => (TILE_COLS, TILE_ROWS),
+                    (true, false) => (whole_feature_width(d), TILE_ROWS),
                     (false, _) => (1, COLUMN_ROWS),
                 };
                 let rows = if split_rows { rows } else { n.max(1) };
@@ -355,43 +378,112 @@ fn push_column<T: Value, S: Visitor>(state: &mut S, col: ArrayView1<'_, T>) {
     state.push_slice(&scratch[..n]);
 }
 
-/// Feed a row-major tile: transpose blocks of rows into per-feature scratch
-/// columns, so every state still sees contiguous slices.
-/// `scratch` has `TILE_COLS` columns, each padded by a cache line: columns
-/// exactly 4 KiB apart would all map to the same L1 sets.
-fn push_rows<T: Value, S: Visitor>(
-    states: &mut [S],
-    tile: ArrayView2<'_, T>,
-    scratch: &mut [[f64; SCRATCH + 8]],
-) {
-    let w = states.len().min(TILE_COLS).min(scratch.len());
-    let n = tile.nrows();
-    let full_rows = w == TILE_COLS && tile.ncols() == TILE_COLS && tile.strides()[1] == 1;
-    for r0 in (0..n).step_by(SCRATCH) {
-        let rows = tile.slice(s![r0..(r0 + SCRATCH).min(n), ..]);
-        let m = rows.nrows();
-        if full_rows {
-            // A row of the tile is TILE_COLS adjacent values: read it as a
-            // fixed-size array, so the copy unrolls into plain moves.
-            let (base, stride) = (rows.as_ptr(), rows.strides()[0]);
-            for i in 0..m {
-                // SAFETY: row i of `rows` exists and holds TILE_COLS values
-                // at unit stride from its first (checked above).
-                let row = unsafe { &*(base.offset(i as isize * stride) as *const [T; TILE_COLS]) };
-                for (col, &v) in scratch.iter_mut().zip(row) {
-                    col[i] = v.to_f64();
+/// Width of the whole-feature blocks of a row-major matrix with `d`
+/// features: at most [`WHOLE_COLS`], an even number of equal blocks (so two
+/// threads share them evenly), from the shape alone.
+fn whole_feature_width(d: usize) -> usize {
+    let blocks = d
+        .div_ceil(WHOLE_COLS)
+        .next_multiple_of(2)
+        .clamp(1, d.max(1));
+    d.div_ceil(blocks).max(1)
+}
+
+/// Transpose `part` (at most `pitch` rows) into `scratch`: feature `k` of
+/// row `i` goes to `scratch[k * pitch + i]`. Rows are read front to
+/// back; contiguous `f64` rows go four at a time through 4x4 AVX transposes.
+fn transpose<T: Value>(part: ArrayView2<'_, T>, scratch: &mut [f64], pitch: usize) {
+    let (m, w) = part.dim();
+    if m > pitch || scratch.len() < w * pitch {
+        // Not reached (callers size both); keeps the indexing below in range.
+        return;
+    }
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        let (base, stride) = (part.as_ptr() as *const i8, part.strides()[0]);
+        let run = w * std::mem::size_of::<T>();
+        while i + 4 <= m {
+            // Strided runs defeat the hardware prefetcher (it stops at page
+            // boundaries): ask for the rows a few steps ahead. A prefetch
+            // never faults, even past the end of the data.
+            for r in i + PREFETCH_ROWS..i + PREFETCH_ROWS + 4 {
+                let row = base.wrapping_offset(
+                    (r as isize)
+                        .wrapping_mul(stride)
+                        .wrapping_mul(std::mem::size_of::<T>() as isize),
+                );
+                for b in (0..run).step_by(64).chain([run.saturating_sub(1)]) {
+                    // SAFETY: SSE is part of x86-64; prefetching does not access memory.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            row.wrapping_add(b),
+                        )
+                    };
                 }
             }
-        } else {
-            for (i, row) in rows.rows().into_iter().enumerate() {
-                for (col, &v) in scratch.iter_mut().zip(row.iter()).take(w) {
-                    col[i] = v.to_f64();
-                }
-            }
+            let row = |r: usize| part.row(i + r).to_slice().and_then(T::as_f64_slice);
+            let (Some(r0), Some(r1), Some(r2), Some(r3)) = (row(0), row(1), row(2), row(3)) else {
+                break;
+            };
+            // SAFETY: AVX was just checked; the rows have `w` values each and
+            // `i + 4 <= m <= pitch`, `scratch.len() >= w * pitch`.
+            unsafe { transpose4_avx([r0, r1, r2, r3], i, scratch, pitch) };
+            i += 4;
         }
-        for (state, col) in states.iter_mut().zip(scratch.iter()) {
-            state.push_slice(&col[..m]);
+    }
+    for (i, row) in part.rows().into_iter().enumerate().skip(i) {
+        for (col, &v) in scratch.chunks_mut(pitch).zip(row.iter()) {
+            col[i] = v.to_f64();
         }
+    }
+}
+
+/// Four rows of `w` values into `scratch` columns at rows `i..i + 4`.
+///
+/// # Safety
+/// The CPU must support AVX; every row has the same length `w`,
+/// `i + 4 <= pitch` and `scratch.len() >= w * pitch`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose4_avx(rows: [&[f64]; 4], i: usize, scratch: &mut [f64], pitch: usize) {
+    use std::arch::x86_64::*;
+    let w = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+    let dst = scratch.as_mut_ptr().add(i);
+    let mut k = 0;
+    while k + 4 <= w {
+        let a = _mm256_loadu_pd(rows[0].as_ptr().add(k));
+        let b = _mm256_loadu_pd(rows[1].as_ptr().add(k));
+        let c = _mm256_loadu_pd(rows[2].as_ptr().add(k));
+        let d = _mm256_loadu_pd(rows[3].as_ptr().add(k));
+        // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3]
+        let ab02 = _mm256_unpacklo_pd(a, b);
+        let ab13 = _mm256_unpackhi_pd(a, b);
+        let cd02 = _mm256_unpacklo_pd(c, d);
+        let cd13 = _mm256_unpackhi_pd(c, d);
+        _mm256_storeu_pd(
+            dst.add(k * pitch),
+            _mm256_permute2f128_pd::<0x20>(ab02, cd02),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 1) * pitch),
+            _mm256_permute2f128_pd::<0x20>(ab13, cd13),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 2) * pitch),
+            _mm256_permute2f128_pd::<0x31>(ab02, cd02),
+        );
+        _mm256_storeu_pd(
+            dst.add((k + 3) * pitch),
+            _mm256_permute2f128_pd::<0x31>(ab13, cd13),
+        );
+        k += 4;
+    }
+    while k < w {
+        for (r, row) in rows.iter().enumerate() {
+            *dst.add(k * pitch + r) = row[k];
+        }
+        k += 1;
     }
 }
 
@@ -441,6 +533,67 @@ mod tests {
         let half = c.slice(s![..;2, ..]);
         let got = sums(&Columns::Matrix(half));
         assert_eq!(got[3].1, n / 2);
+    }
+
+    /// Every value of a feature, in the order visited.
+    struct Record(Vec<f64>);
+    impl Visitor for Record {
+        fn push(&mut self, x: f64) {
+            self.0.push(x);
+        }
+        fn merge(&mut self, mut o: Self) {
+            self.0.append(&mut o.0);
+        }
+    }
+
+    fn recorded<T: Value>(c: &Columns<'_, T>) -> Vec<Vec<f64>> {
+        c.visit(|_| Record(Vec::new()), &Cancel::new())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+
+    #[test]
+    fn row_major_transpose_keeps_every_value_in_place() {
+        // More features than one transposed group (and not a multiple of
+        // four), rows off the group sizes; f64 (vector path) and f32.
+        for (n, d) in [(70_001, 133), (1_001, 7), (3, 5), (300, 2)] {
+            let c = Array2::from_shape_fn((n, d), |(i, j)| (i * 1000 + j) as f64);
+            let want: Vec<Vec<f64>> = (0..d).map(|j| c.column(j).to_vec()).collect();
+            assert!(recorded(&Columns::Matrix(c.view())) == want, "{n} x {d}");
+            let c32 = c.mapv(|v| v as f32);
+            let want32: Vec<Vec<f64>> = (0..d)
+                .map(|j| c32.column(j).iter().map(|&v| v as f64).collect())
+                .collect();
+            assert!(
+                recorded(&Columns::Matrix(c32.view())) == want32,
+                "{n} x {d} f32"
+            );
+            // Whole-feature blocks (the quantile walk) see the same values.
+            let data = Columns::Matrix(c.view());
+            let whole = data
+                .map_blocks(|b| b.visit(|_| Record(Vec::new()), &Cancel::new()))
+                .unwrap();
+            let whole: Vec<Vec<f64>> = whole.into_iter().map(|r| r.0).collect();
+            assert!(whole == want, "{n} x {d} whole features");
+            // Reversed rows and features (negative strides, still row-major).
+            let rev = c.slice(s![..;-1, ..;-1]);
+            let want_rev: Vec<Vec<f64>> = rev.columns().into_iter().map(|c| c.to_vec()).collect();
+            assert!(
+                recorded(&Columns::Matrix(rev)) == want_rev,
+                "{n} x {d} reversed"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_feature_blocks_split_evenly() {
+        assert_eq!(whole_feature_width(0), 1);
+        assert_eq!(whole_feature_width(1), 1);
+        assert_eq!(whole_feature_width(20), 10);
+        assert_eq!(whole_feature_width(100), 25);
+        assert_eq!(whole_feature_width(1000), 32);
     }
 
     #[test]
