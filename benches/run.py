@@ -110,19 +110,24 @@ def plot(kernel: str, rows: list[dict]) -> Path | None:
                     hatch="xx" if bad else None, edgecolor="#c0392b" if bad else None,
                     label=None if ref in labelled else ref)
             labelled.add(ref)
-            ax.text(r["speedup"], y, f" {r['speedup']:.1f}x" + (" DISAGREE" if bad else ""), va="center", fontsize=7)
+            s = r["speedup"]
+            ax.text(s, y, f" {s:.1f}x" if s >= 1 else f" {s:.2g}x", va="center", fontsize=7)
+            if bad:
+                ax.text(s, y, "  " + " " * len(f"{s:.2g}x") + " DISAGREE", va="center", fontsize=7, color="#c0392b")
     ax.set_yticks(range(len(cases)), cases, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("speed-up over the reference (log scale; > 1 means ferromine is faster)")
     ax.set_title(f"{kernel}: ferromine against the reference implementations", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    # Below the axes, so it never covers a bar.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_size_inches()[1] - 0.02),
+              ncol=2, frameon=False)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     PLOTS.mkdir(parents=True, exist_ok=True)
     path = PLOTS / f"bench_{kernel}.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
