@@ -185,15 +185,15 @@ impl PackedForest {
         n_features: usize,
     ) -> PyResult<Self> {
         // `pack` checks every index before the walk trusts it.
-        let arrays = ForestArrays {
-            offsets: contiguous(&offsets, "offsets")?,
-            feature: contiguous(&feature, "feature")?,
-            threshold: contiguous(&threshold, "threshold")?,
-            children_left: contiguous(&children_left, "children_left")?,
-            children_right: contiguous(&children_right, "children_right")?,
-            missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
-            value: contiguous(&value, "value")?,
-        };
+        let arrays = forest_arrays(
+            &offsets,
+            &feature,
+            &threshold,
+            &children_left,
+            &children_right,
+            &missing_go_to_left,
+            &value,
+        )?;
         let packed = catch_unwind(AssertUnwindSafe(|| iforest::pack(&arrays, n_features)))
             .unwrap_or_else(|p| {
                 Err(CoreError::Internal(format!(
@@ -274,15 +274,15 @@ pub fn iforest_contributions<'py>(
     n_node_samples: PyReadonlyArray1<'py, i64>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let arrays = ForestArrays {
-        offsets: contiguous(&offsets, "offsets")?,
-        feature: contiguous(&feature, "feature")?,
-        threshold: contiguous(&threshold, "threshold")?,
-        children_left: contiguous(&children_left, "children_left")?,
-        children_right: contiguous(&children_right, "children_right")?,
-        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
-        value: contiguous(&value, "value")?,
-    };
+    let arrays = forest_arrays(
+        &offsets,
+        &feature,
+        &threshold,
+        &children_left,
+        &children_right,
+        &missing_go_to_left,
+        &value,
+    )?;
     let sizes = contiguous(&n_node_samples, "n_node_samples")?;
     let flat = with_rows!(&x, view => run(py, threads(n_threads), |cancel| {
         iforest::feature_contributions(view, &arrays, sizes, cancel)
@@ -406,15 +406,15 @@ pub fn iforest_score_extended<'py>(
     max_samples: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let arrays = ForestArrays {
-        offsets: contiguous(&offsets, "offsets")?,
-        feature: contiguous(&feature, "feature")?,
-        threshold: contiguous(&threshold, "threshold")?,
-        children_left: contiguous(&children_left, "children_left")?,
-        children_right: contiguous(&children_right, "children_right")?,
-        missing_go_to_left: contiguous(&missing_go_to_left, "missing_go_to_left")?,
-        value: contiguous(&value, "value")?,
-    };
+    let arrays = forest_arrays(
+        &offsets,
+        &feature,
+        &threshold,
+        &children_left,
+        &children_right,
+        &missing_go_to_left,
+        &value,
+    )?;
     let planes = iforest::Hyperplanes {
         k: extension_level.saturating_add(1),
         features: contiguous(&hyper_features, "hyper_features")?,
@@ -427,6 +427,29 @@ pub fn iforest_score_extended<'py>(
         Ok(sums)
     }))?;
     Ok(sums.into_pyarray(py))
+}
+
+/// The node arrays of a fitted forest as the core reads them (each checked
+/// contiguous; `pack` checks the indices).
+#[allow(clippy::too_many_arguments)]
+fn forest_arrays<'a>(
+    offsets: &'a PyReadonlyArray1<'_, i64>,
+    feature: &'a PyReadonlyArray1<'_, i32>,
+    threshold: &'a PyReadonlyArray1<'_, f64>,
+    children_left: &'a PyReadonlyArray1<'_, i32>,
+    children_right: &'a PyReadonlyArray1<'_, i32>,
+    missing_go_to_left: &'a PyReadonlyArray1<'_, u8>,
+    value: &'a PyReadonlyArray1<'_, f64>,
+) -> PyResult<ForestArrays<'a>> {
+    Ok(ForestArrays {
+        offsets: contiguous(offsets, "offsets")?,
+        feature: contiguous(feature, "feature")?,
+        threshold: contiguous(threshold, "threshold")?,
+        children_left: contiguous(children_left, "children_left")?,
+        children_right: contiguous(children_right, "children_right")?,
+        missing_go_to_left: contiguous(missing_go_to_left, "missing_go_to_left")?,
+        value: contiguous(value, "value")?,
+    })
 }
 
 fn contiguous<'a, T: numpy::Element>(
