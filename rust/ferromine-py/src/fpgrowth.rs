@@ -179,20 +179,30 @@ pub fn fp_frozensets<'py>(
     let offsets = offsets.as_slice().map_err(err)?;
     let items = items.as_slice().map_err(err)?;
     let n_ids = items.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
-    let objects: Vec<Bound<'py, PyAny>> = match &labels {
-        Some(l) => {
-            if l.len() < n_ids {
-                return Err(PyValueError::new_err("fewer labels than item ids"));
-            }
-            (0..n_ids).map(|i| l.get_item(i)).collect::<PyResult<_>>()?
+    if let Some(l) = &labels {
+        if l.len() < n_ids {
+            return Err(PyValueError::new_err("fewer labels than item ids"));
         }
-        None => (0..n_ids)
-            .map(|i| PyInt::new(py, i as u64).into_any())
-            .collect(),
-    };
+    }
+    // One element object per item id that occurs (not per id of the whole
+    // vocabulary: a few frequent items of a 16k-item set should not cost 16k
+    // objects).
+    let mut used = vec![false; n_ids];
+    for &i in items {
+        used[i as usize] = true;
+    }
+    let mut objects: Vec<Option<Bound<'py, PyAny>>> = Vec::with_capacity(n_ids);
+    for (i, &u) in used.iter().enumerate() {
+        objects.push(match (&labels, u) {
+            (_, false) => None,
+            (Some(l), true) => Some(l.get_item(i)?),
+            (None, true) => Some(PyInt::new(py, i as u64).into_any()),
+        });
+    }
     // SAFETY: a plain query on live objects.
     let untrack = objects
         .iter()
+        .flatten()
         .all(|o| unsafe { ffi::PyObject_GC_IsTracked(o.as_ptr()) } == 0);
     let n = offsets.len().saturating_sub(1);
     let _paused = GcPause::new();
@@ -210,7 +220,11 @@ pub fn fp_frozensets<'py>(
             Bound::from_owned_ptr_or_err(py, ffi::PyFrozenSet_New(std::ptr::null_mut()))?
         };
         for &id in &items[a..b] {
-            if unsafe { ffi::PySet_Add(set.as_ptr(), objects[id as usize].as_ptr()) } != 0 {
+            // Every id in `items` has its object (filled above).
+            let Some(obj) = &objects[id as usize] else {
+                return Err(PyValueError::new_err("item id without an element object"));
+            };
+            if unsafe { ffi::PySet_Add(set.as_ptr(), obj.as_ptr()) } != 0 {
                 return Err(PyErr::fetch(py));
             }
         }
