@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# `run.py --full` points this at results/full/ so the largest inputs do not
+# overwrite the default suite's results.
+RESULTS = Path(os.environ.get("FERROMINE_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def data_dir() -> Path:

@@ -8,7 +8,7 @@ tables, the machine, the package versions and a speed-up plot per kernel.
 
     python benches/run.py            # default suite
     python benches/run.py --quick    # small inputs, a few minutes
-    python benches/run.py --full     # largest inputs
+    python benches/run.py --full     # largest inputs: docs/benchmarks-full.md
     python benches/run.py --only psi
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,10 +26,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _harness import RESULTS, machine, versions  # noqa: E402
+import _harness  # noqa: E402
+from _harness import machine, versions  # noqa: E402
 
 DOCS = ROOT / "docs"
 PLOTS = DOCS / "img"
+# The default suite's report; `--full` writes its own beside it.
+REPORT, PREFIX, RESULTS = DOCS / "benchmarks.md", "", _harness.RESULTS
 REFERENCES = (
     "numpy", "pandas", "scikit-learn", "feature-engine", "evidently", "mlxtend",
     "pyfim", "rusket", "faiss-cpu", "scikit-learn-intelex", "isotree", "coniferest",
@@ -60,8 +64,9 @@ def run_kernel(kernel: str, flag: list[str]) -> tuple[int, str, str]:
     """Run one benchmark script, echoing the first cell of each table row as
     it arrives (the progress display); returns (exit code, stdout, stderr)."""
     cmd = [sys.executable, str(HERE / f"bench_{kernel}.py"), *flag]
+    env = {**os.environ, "FERROMINE_BENCH_RESULTS": str(RESULTS)}
     with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env)
         out, in_table = [], False
         for line in proc.stdout:
             out.append(line)
@@ -126,7 +131,7 @@ def plot(kernel: str, rows: list[dict]) -> Path | None:
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / f"bench_{kernel}.png"
+    path = PLOTS / f"{PREFIX}bench_{kernel}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -168,7 +173,7 @@ def plot_scaling(kernel: str, series: list[dict]) -> Path | None:
         ax.set_visible(False)
     fig.tight_layout()
     PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / f"scaling_{kernel}.png"
+    path = PLOTS / f"{PREFIX}scaling_{kernel}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -182,6 +187,9 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="kernels to run (default: all)")
     args = ap.parse_args()
     flag = ["--quick"] if args.quick else (["--full"] if args.full else [])
+    global REPORT, PREFIX, RESULTS
+    if args.full:
+        REPORT, PREFIX, RESULTS = DOCS / "benchmarks-full.md", "full_", _harness.RESULTS / "full"
     kernels = discover(args.only)
     sections, failed = [], []
     timings: dict[str, float] = {}
@@ -219,7 +227,7 @@ def main() -> int:
     command = "make bench" + (f" BENCH_ARGS='{' '.join(flag)}'" if flag else "")
     total = time.perf_counter() - started
     header = [
-        "# Benchmarks",
+        "# Benchmarks" + (" (largest inputs)" if args.full else ""),
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in "
         f"{total:.0f} s. Every comparison runs ferromine and the reference on the same "
@@ -242,8 +250,8 @@ def main() -> int:
         {"command": command, "mode": flag[0].lstrip("-") if flag else "default", "seconds": timings,
          "total_s": round(total, 1), "failed": failed, "machine": info}, indent=1) + "\n")
     DOCS.mkdir(exist_ok=True)
-    (DOCS / "benchmarks.md").write_text("\n".join(header) + "\n" + "\n".join(sections))
-    print(f"wrote {DOCS / 'benchmarks.md'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    REPORT.write_text("\n".join(header) + "\n" + "\n".join(sections))
+    print(f"wrote {REPORT}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
