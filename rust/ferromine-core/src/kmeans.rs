@@ -94,7 +94,13 @@ pub trait Float:
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn sqdist_cols_avx2(xt: &[Self], xn: &[f64], cands: &Cands<Self>, out: &mut [f64]) -> bool;
+    unsafe fn sqdist_cols_avx2(
+        xt: &[Self],
+        rows: usize,
+        xn: &[f64],
+        cands: &Cands<Self>,
+        out: &mut [f64],
+    ) -> bool;
     /// The rows-in-lanes argmin kernel ([`argmin_cols_f32`]); `false` when the
     /// type has none (then the caller takes the panel kernel).
     fn argmin_cols(
@@ -121,8 +127,14 @@ impl Float for f64 {
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sqdist_cols_avx2(xt: &[f64], xn: &[f64], cands: &Cands<f64>, out: &mut [f64]) -> bool {
-        sqdist_cols_f64(xt, xn, cands, out)
+    unsafe fn sqdist_cols_avx2(
+        xt: &[f64],
+        rows: usize,
+        xn: &[f64],
+        cands: &Cands<f64>,
+        out: &mut [f64],
+    ) -> bool {
+        sqdist_cols_f64(xt, rows, xn, cands, out)
     }
     fn argmin_cols(
         simd: bool,
@@ -239,8 +251,14 @@ impl Float for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sqdist_cols_avx2(xt: &[f32], xn: &[f64], cands: &Cands<f32>, out: &mut [f64]) -> bool {
-        sqdist_cols_f32(xt, xn, cands, out)
+    unsafe fn sqdist_cols_avx2(
+        xt: &[f32],
+        rows: usize,
+        xn: &[f64],
+        cands: &Cands<f32>,
+        out: &mut [f64],
+    ) -> bool {
+        sqdist_cols_f32(xt, rows, xn, cands, out)
     }
     fn argmin_cols(
         simd: bool,
@@ -1284,157 +1302,221 @@ impl<T: Float> Cands<T> {
 /// same FMA chain over `p = 0..d` in `T` per dot product (lanes are rows
 /// here, centres there; each lane is computed alone either way), then the
 /// same f64 operations in the same order. `xt`: the chunk's rows in
-/// [`Float::RBT`]-row blocks ([`transpose_rows`]); `xn`: their squared norms
-/// (one per row); `out[j * CHUNK + i]`: distance of row `i` to candidate `j`.
-/// `false` (nothing written) on unexpected shapes or without AVX2+FMA.
-fn sqdist_cols<T: Float>(simd: bool, xt: &[T], xn: &[f64], cands: &Cands<T>, out: &mut [f64]) -> bool {
+/// [`Float::RBT`]-row blocks ([`transpose_rows`]); `rows` (<= [`CHUNK`]) of
+/// them are real; `xn`: their squared norms, zero-padded to whole blocks;
+/// `out[j * CHUNK + i]`: distance of row `i` to candidate `j` (written for
+/// the padding rows too). `false` (nothing written) on unexpected shapes or
+/// without AVX2+FMA.
+fn sqdist_cols<T: Float>(
+    simd: bool,
+    xt: &[T],
+    rows: usize,
+    xn: &[f64],
+    cands: &Cands<T>,
+    out: &mut [f64],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
-        return unsafe { T::sqdist_cols_avx2(xt, xn, cands, out) };
+        return unsafe { T::sqdist_cols_avx2(xt, rows, xn, cands, out) };
     }
-    let _ = (simd, xt, xn, cands, out);
+    let _ = (simd, xt, rows, xn, cands, out);
     false
 }
 
 /// Whether [`sqdist_cols`] may read and write these lengths for `rows` rows
 /// in blocks of `rb`.
-fn sqdist_cols_fits<T>(xt: &[T], xn: &[f64], cands: &Cands<T>, out: &[f64], rb: usize) -> bool {
-    let (t, d, rows) = (cands.t, cands.d, xn.len());
-    let tp = t.div_ceil(CB) * CB;
+fn sqdist_cols_fits<T>(
+    xt: &[T],
+    rows: usize,
+    xn: &[f64],
+    cands: &Cands<T>,
+    out: &[f64],
+    rb: usize,
+) -> bool {
+    let (t, d) = (cands.t, cands.d);
+    let padded = rows.div_ceil(rb) * rb;
     d > 0
         && t > 0
-        && rows <= CHUNK
-        && cands.vals.len() >= tp * d
-        && cands.norms.len() >= tp
-        && xt.len() >= rows.div_ceil(rb) * d * rb
+        && padded <= CHUNK
+        && cands.vals.len() >= t * d
+        && cands.norms.len() >= t
+        && xt.len() >= padded * d
+        && xn.len() >= padded
         && out.len() >= t * CHUNK
 }
 
-/// [`sqdist_cols`] for f64: blocks of [`RB64`] rows (two registers) against
-/// [`CB`] candidates at a time.
+/// Candidates per sweep of the k-means++ kernels (accumulators in registers).
+const PP_G: usize = 8;
+
+/// One half-block (4 rows, one register) of f64 rows against `G` candidates:
+/// the dot products, each the FMA chain over `p = 0..d`.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// AVX2+FMA; `x` points at a block of `d * RB64` values (the half at `x + 4
+/// * half`), `c` at `G * d` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sqdist_cols_f64(xt: &[f64], xn: &[f64], cands: &Cands<f64>, out: &mut [f64]) -> bool {
+#[inline]
+unsafe fn dots_f64<const G: usize>(
+    x: *const f64,
+    d: usize,
+    c: *const f64,
+) -> [std::arch::x86_64::__m256d; G] {
     use std::arch::x86_64::*;
-    if !sqdist_cols_fits(xt, xn, cands, out, RB64) {
-        return false;
-    }
-    let (t, d, rows) = (cands.t, cands.d, xn.len());
-    let (two, zero) = (_mm256_set1_pd(2.0), _mm256_setzero_pd());
-    let cv = cands.vals.as_ptr();
-    for (b, blk) in xt.chunks_exact(d * RB64).take(rows.div_ceil(RB64)).enumerate() {
-        let x = blk.as_ptr();
-        let r0 = b * RB64;
-        let valid = (rows - r0).min(RB64);
-        let mut xnb = [0.0f64; RB64];
-        xnb[..valid].copy_from_slice(&xn[r0..r0 + valid]);
-        let xnv = [_mm256_loadu_pd(xnb.as_ptr()), _mm256_loadu_pd(xnb.as_ptr().add(4))];
-        for g in (0..t).step_by(CB) {
-            // SAFETY: g + CB <= tp and vals holds tp * d values; p < d and blk
-            // holds d * RB64 values (checked by sqdist_cols_fits).
-            let c = cv.add(g * d);
-            let mut a = [[_mm256_setzero_pd(); 2]; CB];
-            for p in 0..d {
-                let x0 = _mm256_loadu_pd(x.add(p * RB64));
-                let x1 = _mm256_loadu_pd(x.add(p * RB64 + 4));
-                for (jj, aj) in a.iter_mut().enumerate() {
-                    let cb = _mm256_broadcast_sd(&*c.add(jj * d + p));
-                    aj[0] = _mm256_fmadd_pd(x0, cb, aj[0]);
-                    aj[1] = _mm256_fmadd_pd(x1, cb, aj[1]);
-                }
-            }
-            for (jj, aj) in a.iter().enumerate().take(t - g) {
-                let j = g + jj;
-                let cn = _mm256_set1_pd(cands.norms[j]);
-                let mut tmp = [0.0f64; RB64];
-                // Full blocks go straight to `out` (inside it: j < t, r0 + RB64 <= CHUNK).
-                let dst = if valid == RB64 {
-                    out.as_mut_ptr().add(j * CHUNK + r0)
-                } else {
-                    tmp.as_mut_ptr()
-                };
-                for h in 0..2 {
-                    let v = _mm256_sub_pd(_mm256_add_pd(xnv[h], cn), _mm256_mul_pd(two, aj[h]));
-                    _mm256_storeu_pd(dst.add(h * 4), _mm256_max_pd(v, zero));
-                }
-                if valid < RB64 {
-                    out[j * CHUNK + r0..j * CHUNK + r0 + valid].copy_from_slice(&tmp[..valid]);
-                }
-            }
+    let mut a = [_mm256_setzero_pd(); G];
+    for p in 0..d {
+        let xv = _mm256_loadu_pd(x.add(p * RB64));
+        for (j, aj) in a.iter_mut().enumerate() {
+            *aj = _mm256_fmadd_pd(xv, _mm256_broadcast_sd(&*c.add(j * d + p)), *aj);
         }
     }
-    true
+    a
 }
 
-/// [`sqdist_cols`] for f32: blocks of [`RB`] rows (two registers) against
-/// [`CB`] candidates at a time; dot products in f32, the rest in f64.
+/// [`dots_f64`] for f32: half-blocks of 8 rows.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// As [`dots_f64`], with blocks of `d * RB` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sqdist_cols_f32(xt: &[f32], xn: &[f64], cands: &Cands<f32>, out: &mut [f64]) -> bool {
+#[inline]
+unsafe fn dots_f32<const G: usize>(
+    x: *const f32,
+    d: usize,
+    c: *const f32,
+) -> [std::arch::x86_64::__m256; G] {
     use std::arch::x86_64::*;
-    if !sqdist_cols_fits(xt, xn, cands, out, RB) {
-        return false;
+    let mut a = [_mm256_setzero_ps(); G];
+    for p in 0..d {
+        let xv = _mm256_loadu_ps(x.add(p * RB));
+        for (j, aj) in a.iter_mut().enumerate() {
+            *aj = _mm256_fmadd_ps(xv, _mm256_broadcast_ss(&*c.add(j * d + p)), *aj);
+        }
     }
-    let (t, d, rows) = (cands.t, cands.d, xn.len());
-    let (two, zero) = (_mm256_set1_pd(2.0), _mm256_setzero_pd());
-    let cv = cands.vals.as_ptr();
-    for (b, blk) in xt.chunks_exact(d * RB).take(rows.div_ceil(RB)).enumerate() {
-        let x = blk.as_ptr();
-        let r0 = b * RB;
-        let valid = (rows - r0).min(RB);
-        let mut xnb = [0.0f64; RB];
-        xnb[..valid].copy_from_slice(&xn[r0..r0 + valid]);
-        let xnv: [__m256d; 4] = std::array::from_fn(|q| _mm256_loadu_pd(xnb.as_ptr().add(q * 4)));
-        for g in (0..t).step_by(CB) {
-            // SAFETY: g + CB <= tp and vals holds tp * d values; p < d and blk
-            // holds d * RB values (checked by sqdist_cols_fits).
-            let c = cv.add(g * d);
-            let mut a = [[_mm256_setzero_ps(); 2]; CB];
-            for p in 0..d {
-                let x0 = _mm256_loadu_ps(x.add(p * RB));
-                let x1 = _mm256_loadu_ps(x.add(p * RB + 8));
-                for (jj, aj) in a.iter_mut().enumerate() {
-                    let cb = _mm256_broadcast_ss(&*c.add(jj * d + p));
-                    aj[0] = _mm256_fmadd_ps(x0, cb, aj[0]);
-                    aj[1] = _mm256_fmadd_ps(x1, cb, aj[1]);
-                }
-            }
-            for (jj, aj) in a.iter().enumerate().take(t - g) {
-                let j = g + jj;
-                let cn = _mm256_set1_pd(cands.norms[j]);
-                let mut tmp = [0.0f64; RB];
-                // Full blocks go straight to `out` (inside it: j < t, r0 + RB <= CHUNK).
-                let dst = if valid == RB {
-                    out.as_mut_ptr().add(j * CHUNK + r0)
-                } else {
-                    tmp.as_mut_ptr()
-                };
-                for q in 0..4 {
-                    let half = if q < 2 { aj[0] } else { aj[1] };
-                    let a4 = if q % 2 == 0 {
-                        _mm256_castps256_ps128(half)
-                    } else {
-                        _mm256_extractf128_ps::<1>(half)
-                    };
-                    let a64 = _mm256_cvtps_pd(a4);
-                    let v = _mm256_sub_pd(_mm256_add_pd(xnv[q], cn), _mm256_mul_pd(two, a64));
-                    _mm256_storeu_pd(dst.add(q * 4), _mm256_max_pd(v, zero));
-                }
-                if valid < RB {
-                    out[j * CHUNK + r0..j * CHUNK + r0 + valid].copy_from_slice(&tmp[..valid]);
-                }
+    a
+}
+
+/// `max(0, (xn + cn) - 2 * acc)` for 4 rows, stored at `dst`.
+///
+/// # Safety
+/// AVX2; `xn` and `dst` point at 4 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_sqdist(xn: *const f64, cn: f64, acc: std::arch::x86_64::__m256d, dst: *mut f64) {
+    use std::arch::x86_64::*;
+    let v = _mm256_sub_pd(
+        _mm256_add_pd(_mm256_loadu_pd(xn), _mm256_set1_pd(cn)),
+        _mm256_mul_pd(_mm256_set1_pd(2.0), acc),
+    );
+    _mm256_storeu_pd(dst, _mm256_max_pd(v, _mm256_setzero_pd()));
+}
+
+/// One group of `G` candidates starting at `j0` for every half-block.
+///
+/// # Safety
+/// AVX2+FMA; the lengths were checked by [`sqdist_cols_fits`] and `j0 + G <= t`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sqdist_group_f64<const G: usize>(
+    xt: &[f64],
+    rows: usize,
+    xn: &[f64],
+    cands: &Cands<f64>,
+    j0: usize,
+    out: &mut [f64],
+) {
+    let d = cands.d;
+    let c = cands.vals.as_ptr().add(j0 * d);
+    let o = out.as_mut_ptr();
+    for b in 0..rows.div_ceil(RB64) {
+        for h in 0..RB64 / 4 {
+            let r = b * RB64 + h * 4;
+            let a = dots_f64::<G>(xt.as_ptr().add(b * RB64 * d + h * 4), d, c);
+            for (g, &acc) in a.iter().enumerate() {
+                let j = j0 + g;
+                store_sqdist(xn.as_ptr().add(r), cands.norms[j], acc, o.add(j * CHUNK + r));
             }
         }
     }
-    true
 }
+
+/// [`sqdist_group_f64`] for f32 (dot products in f32, the rest in f64).
+///
+/// # Safety
+/// As [`sqdist_group_f64`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sqdist_group_f32<const G: usize>(
+    xt: &[f32],
+    rows: usize,
+    xn: &[f64],
+    cands: &Cands<f32>,
+    j0: usize,
+    out: &mut [f64],
+) {
+    use std::arch::x86_64::*;
+    let d = cands.d;
+    let c = cands.vals.as_ptr().add(j0 * d);
+    let o = out.as_mut_ptr();
+    for b in 0..rows.div_ceil(RB) {
+        for h in 0..RB / 8 {
+            let r = b * RB + h * 8;
+            let a = dots_f32::<G>(xt.as_ptr().add(b * RB * d + h * 8), d, c);
+            for (g, &acc) in a.iter().enumerate() {
+                let j = j0 + g;
+                let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(acc));
+                let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(acc));
+                let cn = cands.norms[j];
+                store_sqdist(xn.as_ptr().add(r), cn, lo, o.add(j * CHUNK + r));
+                store_sqdist(xn.as_ptr().add(r + 4), cn, hi, o.add(j * CHUNK + r + 4));
+            }
+        }
+    }
+}
+
+macro_rules! sqdist_groups {
+    ($name:ident, $group:ident, $t:ty, $rb:expr) => {
+        /// [`sqdist_cols`] for this type: candidates in sweeps of up to
+        /// [`PP_G`], each a monomorphised group.
+        ///
+        /// # Safety
+        /// The CPU must support AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name(
+            xt: &[$t],
+            rows: usize,
+            xn: &[f64],
+            cands: &Cands<$t>,
+            out: &mut [f64],
+        ) -> bool {
+            if !sqdist_cols_fits(xt, rows, xn, cands, out, $rb) {
+                return false;
+            }
+            let mut j0 = 0;
+            while j0 < cands.t {
+                let g = (cands.t - j0).min(PP_G);
+                match g {
+                    1 => $group::<1>(xt, rows, xn, cands, j0, out),
+                    2 => $group::<2>(xt, rows, xn, cands, j0, out),
+                    3 => $group::<3>(xt, rows, xn, cands, j0, out),
+                    4 => $group::<4>(xt, rows, xn, cands, j0, out),
+                    5 => $group::<5>(xt, rows, xn, cands, j0, out),
+                    6 => $group::<6>(xt, rows, xn, cands, j0, out),
+                    7 => $group::<7>(xt, rows, xn, cands, j0, out),
+                    _ => $group::<8>(xt, rows, xn, cands, j0, out),
+                }
+                j0 += g;
+            }
+            true
+        }
+    };
+}
+
+sqdist_groups!(sqdist_cols_f64, sqdist_group_f64, f64, RB64);
+sqdist_groups!(sqdist_cols_f32, sqdist_group_f32, f32, RB);
 
 fn argmin_packed<T: Float>(
     simd: bool,
@@ -2271,13 +2353,18 @@ fn column_stats_opt<T: Float>(
 /// (numpy's `searchsorted(cumsum(mass), target)`), using per-chunk totals to
 /// skip whole chunks. Clipped to the last row.
 fn search_mass(chunk_totals: &[f64], mass: &[f64], target: f64) -> usize {
+    search_mass_by(chunk_totals, mass.len(), |i| mass[i], target)
+}
+
+/// [`search_mass`] with the row masses given by `mass(i)` (rows `0..n`).
+fn search_mass_by(chunk_totals: &[f64], n: usize, mass: impl Fn(usize) -> f64, target: f64) -> usize {
     let mut acc = 0.0;
     for (c, &t) in chunk_totals.iter().enumerate() {
         if acc + t >= target {
-            for (i, &m) in mass[c * CHUNK..].iter().take(CHUNK).enumerate() {
-                acc += m;
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                acc += mass(i);
                 if acc >= target {
-                    return c * CHUNK + i;
+                    return i;
                 }
             }
             // Rounding between the chunk total and the row sums: keep walking.
@@ -2285,7 +2372,7 @@ fn search_mass(chunk_totals: &[f64], mass: &[f64], target: f64) -> usize {
         }
         acc += t;
     }
-    mass.len().saturating_sub(1)
+    n.saturating_sub(1)
 }
 
 /// Greedy k-means++ (sklearn's `_kmeans_plusplus`): first centre drawn with
@@ -2513,12 +2600,13 @@ fn first_pick(n: usize, weights: Option<&[f64]>, rng: &mut SplitMix64) -> usize 
 }
 
 /// [`plusplus_on`] for dense X with AVX2+FMA, the same draws: X is shifted
-/// once into the rows-in-lanes layout, and each step scores the `t`
-/// candidates with [`sqdist_cols`] (the distances [`sqdist_rows`] gives,
-/// without the panel kernel's padding to `NR` centres), keeping them per
-/// chunk candidate-major so the winner's fold reads one contiguous run.
-/// Potentials, `closest`, `mass` and the chunk totals are summed in the same
-/// order as there, so the picks are identical.
+/// once into the rows-in-lanes layout, and each step is one pass that
+/// scores the `t` candidates with [`sqdist_cols`] (the distances
+/// [`sqdist_rows`] gives, without the panel kernel's padding to `NR`
+/// centres). No distance matrix is kept: the previous step's winner is
+/// scored again in the same pass (an extra candidate; the same values) and
+/// folded into `closest` there. Potentials and chunk masses are summed in
+/// the same order as in [`plusplus_on`], so the picks are identical.
 fn plusplus_cols<T: Float>(
     x: &impl Rows<T>,
     weights: Option<&[f64]>,
@@ -2535,121 +2623,154 @@ fn plusplus_cols<T: Float>(
     let mut chosen = vec![first];
 
     // Shifted rows in RBT-row blocks (a chunk is a whole number of blocks)
-    // and their squared norms, once.
+    // and their squared norms (zero-padded per chunk), once.
     let mut xt = vec![T::ZERO; n_chunks * CHUNK * d];
-    let mut xnorms = vec![0.0f64; n];
+    let mut xnorms = vec![0.0f64; n_chunks * CHUNK];
     xt.par_chunks_mut(CHUNK * d)
         .zip(xnorms.par_chunks_mut(CHUNK))
         .enumerate()
         .try_for_each(|(c, (o, xn))| {
             cancel.check()?;
+            let r0 = c * CHUNK;
+            let r1 = (r0 + CHUNK).min(n);
             let mut buf = Vec::new();
-            pack_rows(x, c * CHUNK, c * CHUNK + xn.len(), shift, &mut buf);
-            for (v, r) in xn.iter_mut().zip(buf.chunks_exact(d)) {
+            pack_rows(x, r0, r1, shift, &mut buf);
+            for (v, r) in xn.iter_mut().zip(buf.chunks_exact(d)).take(r1 - r0) {
                 *v = r.iter().map(|&a| a.to_f64() * a.to_f64()).sum();
             }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller checked AVX2 and FMA at run time.
             unsafe {
-                T::transpose_avx2(&buf, xn.len(), d, o)
+                T::transpose_avx2(&buf, r1 - r0, d, o)
             };
             Ok::<(), CoreError>(())
         })?;
+    let chunk_of = |c: usize| {
+        let r0 = c * CHUNK;
+        (
+            r0,
+            (r0 + CHUNK).min(n) - r0,
+            &xt[r0 * d..(r0 + CHUNK) * d],
+            &xnorms[r0..r0 + CHUNK],
+        )
+    };
 
-    let t_max = n_trials.max(1);
-    // dists[(c * t + j) * CHUNK + i]: row c * CHUNK + i to candidate j.
-    let mut dists = vec![0.0f64; n_chunks * t_max * CHUNK];
-    let eval = |cands: &[usize], closest: &[f64], dists: &mut [f64]| -> Result<Vec<f64>> {
+    // min D^2 to the centres chosen before the last step.
+    let mut closest = vec![f64::INFINITY; n];
+    // One pass per step: candidate 0 is the last step's winner (`fold`),
+    // folded into `closest` first; then per chunk the potentials
+    // `sum w * min(D^2, closest)` of the others (rows in order, as
+    // plusplus_on). The winner's per-chunk potential is the chunk's total
+    // mass after its fold (the same sum plusplus_on's commit makes).
+    let eval = |cands: &[usize], fold: bool, closest: &mut [f64]| -> Result<Vec<Vec<f64>>> {
         let cs = Cands::<T>::new(x, shift, cands);
         let t = cands.len();
-        let parts: Vec<Vec<f64>> = dists
-            .par_chunks_mut(t * CHUNK)
-            .zip(closest.par_chunks(CHUNK))
-            .zip(xt.par_chunks(CHUNK * d))
+        let s = usize::from(fold);
+        closest
+            .par_chunks_mut(CHUNK)
             .enumerate()
-            .map(|(c, ((dc, cl), xc))| {
-                cancel.check()?;
-                let r0 = c * CHUNK;
-                if !sqdist_cols(true, xc, &xnorms[r0..r0 + cl.len()], &cs, dc) {
-                    return Err(CoreError::Internal("k-means++ kernel shapes".into()));
-                }
-                // Each potential sums its rows in row order (as plusplus_on);
-                // four candidates at a time keep four independent chains in registers.
-                let mut pots = vec![0.0; t];
-                for (j0, pg) in (0..t).step_by(4).zip(pots.chunks_mut(4)) {
-                    let mut acc = [0.0f64; 4];
-                    let col = |jj: usize| {
-                        let j = (j0 + jj).min(t - 1);
-                        &dc[j * CHUNK..j * CHUNK + cl.len()]
-                    };
-                    let cols = [col(0), col(1), col(2), col(3)];
-                    for (i, &cv) in cl.iter().enumerate() {
-                        let w = w_at(r0 + i);
-                        for jj in 0..4 {
-                            acc[jj] += w * cols[jj][i].min(cv);
+            .map_init(
+                || vec![0.0f64; t * CHUNK],
+                |dc, (c, cl)| {
+                    cancel.check()?;
+                    let (r0, rows, xc, xn) = chunk_of(c);
+                    if !sqdist_cols(true, xc, rows, xn, &cs, dc) {
+                        return Err(CoreError::Internal("k-means++ kernel shapes".into()));
+                    }
+                    if fold {
+                        for (cv, &dd) in cl.iter_mut().zip(&dc[..rows]) {
+                            *cv = dd.min(*cv);
                         }
                     }
-                    pg.copy_from_slice(&acc[..pg.len()]);
-                }
-                Ok(pots)
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    // Four candidates at a time: four independent chains in registers.
+                    let mut pots = vec![0.0; t - s];
+                    for (j0, pg) in (s..t).step_by(4).zip(pots.chunks_mut(4)) {
+                        let mut acc = [0.0f64; 4];
+                        let col = |jj: usize| {
+                            let j = (j0 + jj).min(t - 1);
+                            &dc[j * CHUNK..j * CHUNK + rows]
+                        };
+                        let cols = [col(0), col(1), col(2), col(3)];
+                        for (i, &cv) in cl.iter().enumerate() {
+                            let w = w_at(r0 + i);
+                            for jj in 0..4 {
+                                acc[jj] += w * cols[jj][i].min(cv);
+                            }
+                        }
+                        pg.copy_from_slice(&acc[..pg.len()]);
+                    }
+                    Ok(pots)
+                },
+            )
+            .collect::<Result<Vec<_>>>()
+    };
+    let pick = |parts: &[Vec<f64>], t: usize| -> (usize, Vec<f64>) {
         let mut pots = vec![0.0; t];
-        for p in &parts {
+        for p in parts {
             for (a, b) in pots.iter_mut().zip(p) {
                 *a += b;
             }
         }
-        Ok(pots)
-    };
-    // Fold candidate `j` of `t` into `closest` and `mass` (= w * closest);
-    // returns the per-chunk masses.
-    let commit =
-        |dists: &[f64], t: usize, j: usize, closest: &mut [f64], mass: &mut [f64]| -> Vec<f64> {
-            closest
-                .par_chunks_mut(CHUNK)
-                .zip(mass.par_chunks_mut(CHUNK))
-                .zip(dists.par_chunks(t * CHUNK))
-                .enumerate()
-                .map(|(c, ((cl, ms), dc))| {
-                    let mut tot = 0.0;
-                    for (i, ((cv, m), &dd)) in cl
-                        .iter_mut()
-                        .zip(ms.iter_mut())
-                        .zip(&dc[j * CHUNK..])
-                        .enumerate()
-                    {
-                        *cv = dd.min(*cv);
-                        *m = w_at(c * CHUNK + i) * *cv;
-                        tot += *m;
-                    }
-                    tot
-                })
-                .collect()
-        };
-
-    let mut closest = vec![f64::INFINITY; n];
-    let mut mass = vec![0.0f64; n];
-    eval(&[first], &closest, &mut dists[..n_chunks * CHUNK])?;
-    let mut chunk_mass = commit(&dists[..n_chunks * CHUNK], 1, 0, &mut closest, &mut mass);
-    let mut current_pot: f64 = chunk_mass.iter().sum();
-    for _ in 1..k {
-        cancel.check()?;
-        let cands: Vec<usize> = (0..n_trials)
-            .map(|_| search_mass(&chunk_mass, &mass, rng.uniform() * current_pot))
-            .collect();
-        let t = cands.len();
-        let dt = &mut dists[..n_chunks * t * CHUNK];
-        let pots = eval(&cands, &closest, dt)?;
         let mut best = 0;
         for (i, &p) in pots.iter().enumerate() {
             if p < pots[best] {
                 best = i;
             }
         }
-        chunk_mass = commit(dt, t, best, &mut closest, &mut mass);
+        (best, parts.iter().map(|p| p[best]).collect())
+    };
+
+    let parts = eval(&[first], false, &mut closest)?;
+    let (_, mut chunk_mass) = pick(&parts, 1);
+    let mut current_pot: f64 = chunk_mass.iter().sum();
+    let mut winner = first;
+    let one = |row: usize| Cands::<T>::new(x, shift, &[row]);
+    for _ in 1..k {
+        cancel.check()?;
+        // Row masses after the pending fold of `winner` (plusplus_on's
+        // `mass`), scored again for the few chunks the draws walk into.
+        let pending = one(winner);
+        let mut cache: Option<(usize, Vec<f64>)> = None;
+        let mut cands = Vec::with_capacity(n_trials + 1);
+        cands.push(winner);
+        for _ in 0..n_trials {
+            let target = rng.uniform() * current_pot;
+            let mut acc = 0.0;
+            let mut pick_row = n.saturating_sub(1);
+            'walk: for (c, &tot) in chunk_mass.iter().enumerate() {
+                if acc + tot >= target {
+                    let (r0, rows, xc, xn) = chunk_of(c);
+                    if cache.as_ref().map(|(cc, _)| *cc) != Some(c) {
+                        let mut dd = vec![0.0; CHUNK];
+                        if !sqdist_cols(true, xc, rows, xn, &pending, &mut dd) {
+                            return Err(CoreError::Internal("k-means++ kernel shapes".into()));
+                        }
+                        for (v, &cv) in dd.iter_mut().zip(&closest[r0..r0 + rows]) {
+                            *v = v.min(cv);
+                        }
+                        cache = Some((c, dd));
+                    }
+                    let dd = cache.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
+                    for (i, &v) in dd.iter().enumerate().take(rows) {
+                        acc += w_at(r0 + i) * v;
+                        if acc >= target {
+                            pick_row = r0 + i;
+                            break 'walk;
+                        }
+                    }
+                    // Rounding between the chunk total and the row sums: keep walking.
+                    continue;
+                }
+                acc += tot;
+            }
+            cands.push(pick_row);
+        }
+        let parts = eval(&cands, true, &mut closest)?;
+        let (best, cm) = pick(&parts, n_trials);
+        winner = cands[best + 1];
+        chunk_mass = cm;
         current_pot = chunk_mass.iter().sum();
-        chosen.push(cands[best]);
+        chosen.push(winner);
     }
     Ok(chosen)
 }
@@ -3189,6 +3310,7 @@ mod tests {
             (50, 1, 9, 3, false),
             (777, 17, 12, 5, true),
             (300, 64, 8, 4, false),
+            (513, 5, 30, 12, true),
         ] {
             let xf = many_blobs(n, d, 13, 5, 200.0);
             let x = xf.mapv(T::from_f64);
@@ -3207,17 +3329,18 @@ mod tests {
             let cands: Vec<usize> = (0..trials).map(|j| (j * 31) % n).collect();
             let mut buf = Vec::new();
             pack_rows(&x.view(), 0, rows, &shift, &mut buf);
-            let xn: Vec<f64> = buf
+            let mut xn: Vec<f64> = buf
                 .chunks_exact(d)
                 .take(rows)
                 .map(|r| r.iter().map(|&a| a.to_f64() * a.to_f64()).sum())
                 .collect();
+            xn.resize(CHUNK, 0.0);
             let mut xt = vec![T::ZERO; CHUNK * d];
             // SAFETY: AVX2 and FMA were detected above.
             unsafe { T::transpose_avx2(&buf, rows, d, &mut xt) };
             let cs = Cands::<T>::new(&x.view(), &shift, &cands);
             let mut got = vec![0.0; trials * CHUNK];
-            assert!(sqdist_cols(true, &xt, &xn, &cs, &mut got));
+            assert!(sqdist_cols(true, &xt, rows, &xn, &cs, &mut got));
             let cvals: Vec<f64> = cands
                 .iter()
                 .flat_map(|&i| {
