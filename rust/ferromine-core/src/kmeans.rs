@@ -1266,10 +1266,12 @@ unsafe fn argmin_cols_f64(xt: &[f64], panels: &Panels<f64>, labels: &mut [i32]) 
     true
 }
 
-/// k-means++ candidates for [`sqdist_cols`]: `t` shifted rows (row-major,
-/// zero rows up to a multiple of [`CB`]) and their squared norms, rounded to
-/// `T` and back as [`Panels`] stores them, so the distances are the panel
-/// kernel's ([`sqdist_rows`]).
+/// k-means++ candidates for [`sqdist_cols`]: `t` shifted rows and their
+/// squared norms, rounded to `T` and back as [`Panels`] stores them, so the
+/// distances are the panel kernel's ([`sqdist_rows`]). The values go in
+/// groups of [`PP_G`] candidates (the last one shorter), feature-major
+/// within a group (`vals[j0 * d + p * g + jj]` for the group of `g`
+/// starting at `j0`), so the kernel broadcasts them from one pointer.
 pub struct Cands<T> {
     t: usize,
     d: usize,
@@ -1280,15 +1282,16 @@ pub struct Cands<T> {
 impl<T: Float> Cands<T> {
     fn new(x: &impl Rows<T>, shift: &[f64], rows: &[usize]) -> Self {
         let (t, d) = (rows.len(), shift.len());
-        let tp = t.div_ceil(CB) * CB;
-        let mut vals = vec![T::ZERO; tp * d];
-        let mut norms = vec![0.0; tp];
+        let mut vals = vec![T::ZERO; t * d];
+        let mut norms = vec![0.0; t];
         for (j, &i) in rows.iter().enumerate() {
+            let (j0, jj) = (j / PP_G * PP_G, j % PP_G);
+            let g = (t - j0).min(PP_G);
             let r = row_vec(x, i);
             let mut norm = 0.0f64;
             for (f, (&v, &s)) in r.iter().zip(shift).enumerate() {
                 let v = T::from_f64(v.to_f64() - s);
-                vals[j * d + f] = v;
+                vals[j0 * d + f * g + jj] = v;
                 norm += v.to_f64() * v.to_f64();
             }
             norms[j] = T::from_f64(norm).to_f64();
@@ -1354,7 +1357,7 @@ const PP_G: usize = 8;
 ///
 /// # Safety
 /// AVX2+FMA; `x` points at a block of `d * RB64` values (the half at `x + 4
-/// * half`), `c` at `G * d` values.
+/// * half`), `c` at `G * d` values (feature-major: `c[p * G + j]`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -1367,8 +1370,9 @@ unsafe fn dots_f64<const G: usize>(
     let mut a = [_mm256_setzero_pd(); G];
     for p in 0..d {
         let xv = _mm256_loadu_pd(x.add(p * RB64));
+        let cp = c.add(p * G);
         for (j, aj) in a.iter_mut().enumerate() {
-            *aj = _mm256_fmadd_pd(xv, _mm256_broadcast_sd(&*c.add(j * d + p)), *aj);
+            *aj = _mm256_fmadd_pd(xv, _mm256_broadcast_sd(&*cp.add(j)), *aj);
         }
     }
     a
@@ -1390,8 +1394,9 @@ unsafe fn dots_f32<const G: usize>(
     let mut a = [_mm256_setzero_ps(); G];
     for p in 0..d {
         let xv = _mm256_loadu_ps(x.add(p * RB));
+        let cp = c.add(p * G);
         for (j, aj) in a.iter_mut().enumerate() {
-            *aj = _mm256_fmadd_ps(xv, _mm256_broadcast_ss(&*c.add(j * d + p)), *aj);
+            *aj = _mm256_fmadd_ps(xv, _mm256_broadcast_ss(&*cp.add(j)), *aj);
         }
     }
     a
