@@ -560,8 +560,10 @@ pub struct Panels<T> {
     nr: usize,
     data: Vec<T>,
     norms: Vec<T>,
-    /// The same centres row-major, padded with zero centres to a multiple of
-    /// [`CB`] (their norm is infinite, so they never win).
+    /// The same centres in groups of [`CB`], feature-major within a group
+    /// (`rowmaj[(j / CB * d + p) * CB + j % CB]`, so the kernels broadcast a
+    /// group's values from one pointer), padded with zero centres to a
+    /// multiple of [`CB`] (their norm is infinite, so they never win).
     rowmaj: Vec<T>,
     rnorms: Vec<T>,
 }
@@ -589,7 +591,7 @@ impl<T: Float> Panels<T> {
         for j in 0..k {
             let (p, jj) = (j / nr, j % nr);
             for f in 0..d {
-                rowmaj[j * d + f] = data[(p * d + f) * nr + jj];
+                rowmaj[(j / CB * d + f) * CB + j % CB] = data[(p * d + f) * nr + jj];
             }
             rnorms[j] = norms[p * nr + jj];
         }
@@ -1109,8 +1111,9 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
             for p in 0..d {
                 let x0 = _mm256_loadu_ps(x.add(p * RB));
                 let x1 = _mm256_loadu_ps(x.add(p * RB + 8));
+                let cp = c.add(p * CB);
                 for (jj, aj) in a.iter_mut().enumerate() {
-                    let cb = _mm256_set1_ps(*c.add(jj * d + p));
+                    let cb = _mm256_set1_ps(*cp.add(jj));
                     aj[0] = _mm256_fmadd_ps(x0, cb, aj[0]);
                     aj[1] = _mm256_fmadd_ps(x1, cb, aj[1]);
                 }
@@ -1238,8 +1241,9 @@ unsafe fn argmin_cols_f64(xt: &[f64], panels: &Panels<f64>, labels: &mut [i32]) 
             for p in 0..d {
                 let x0 = _mm256_loadu_pd(x.add(p * RB64));
                 let x1 = _mm256_loadu_pd(x.add(p * RB64 + 4));
+                let cp = c.add(p * CB);
                 for (jj, aj) in a.iter_mut().enumerate() {
-                    let cb = _mm256_broadcast_sd(&*c.add(jj * d + p));
+                    let cb = _mm256_broadcast_sd(&*cp.add(jj));
                     aj[0] = _mm256_fmadd_pd(x0, cb, aj[0]);
                     aj[1] = _mm256_fmadd_pd(x1, cb, aj[1]);
                 }
