@@ -127,7 +127,11 @@ fn plusplus<T: Float>(name: &str, d: usize, k: usize) {
     let (t, idx) = time_it(&|| {
         kmeans_plusplus(&x.view(), None, k, trials, &shift, 3, 0, &cancel).expect("k-means++")
     });
-    println!("k-means++ {name} d={d} k={k}: {:.2} ms (first picks {:?})", t * 1e3, &idx[..3]);
+    println!(
+        "k-means++ {name} d={d} k={k}: {:.2} ms (first picks {:?})",
+        t * 1e3,
+        &idx[..3]
+    );
 }
 
 fn main() {

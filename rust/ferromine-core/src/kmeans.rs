@@ -1526,7 +1526,12 @@ unsafe fn sqdist_group_f64<const G: usize>(
             let a = dots_f64::<G>(xt.as_ptr().add(b * RB64 * d + h * 4), d, c);
             for (g, &acc) in a.iter().enumerate() {
                 let j = j0 + g;
-                store_sqdist(xn.as_ptr().add(r), cands.norms[j], acc, o.add(j * CHUNK + r));
+                store_sqdist(
+                    xn.as_ptr().add(r),
+                    cands.norms[j],
+                    acc,
+                    o.add(j * CHUNK + r),
+                );
             }
         }
     }
@@ -2310,7 +2315,9 @@ fn kmeans_run<T: Float>(
             (None, Some(xc)) => {
                 relocate_empty(xc, weights, &zeros, &centers, &labels, &mut stats, cancel)?
             }
-            (None, None) => relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?,
+            (None, None) => {
+                relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?
+            }
         };
         let new_centers = average_centers(&stats, d);
         let shift_tot: f64 = centers
@@ -2528,7 +2535,12 @@ fn search_mass(chunk_totals: &[f64], mass: &[f64], target: f64) -> usize {
 }
 
 /// [`search_mass`] with the row masses given by `mass(i)` (rows `0..n`).
-fn search_mass_by(chunk_totals: &[f64], n: usize, mass: impl Fn(usize) -> f64, target: f64) -> usize {
+fn search_mass_by(
+    chunk_totals: &[f64],
+    n: usize,
+    mass: impl Fn(usize) -> f64,
+    target: f64,
+) -> usize {
     let mut acc = 0.0;
     for (c, &t) in chunk_totals.iter().enumerate() {
         if acc + t >= target {
