@@ -101,12 +101,6 @@ pub trait Float:
         cands: &Cands<Self>,
         out: &mut [f64],
     ) -> bool;
-    /// The rows-in-lanes argmin kernel on rows already in blocks.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn argmin_blocks_avx2(xt: &[Self], panels: &Panels<Self>, labels: &mut [i32]) -> bool;
     /// The rows-in-lanes argmin kernel ([`argmin_cols_f32`]); `false` when the
     /// type has none (then the caller takes the panel kernel).
     fn argmin_cols(
@@ -126,11 +120,6 @@ impl Float for f64 {
     const EPS: f64 = f64::EPSILON / 2.0;
     const NR: usize = 8;
     const RBT: usize = RB64;
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn argmin_blocks_avx2(xt: &[f64], panels: &Panels<f64>, labels: &mut [i32]) -> bool {
-        argmin_cols_f64(xt, panels, labels)
-    }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn transpose_avx2(xs: &[f64], rows: usize, d: usize, out: &mut [f64]) {
@@ -255,12 +244,6 @@ impl Float for f32 {
     const EPS: f64 = f32::EPSILON as f64 / 2.0;
     const NR: usize = 16;
     const RBT: usize = RB;
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn argmin_blocks_avx2(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) -> bool {
-        // Centre indices ride in f32 lanes: exact up to 2^24.
-        panels.k <= 1 << 24 && argmin_cols_f32(xt, panels, labels)
-    }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn transpose_avx2(xs: &[f32], rows: usize, d: usize, out: &mut [f32]) {
@@ -400,70 +383,6 @@ pub trait Rows<T: Float>: Sync {
     /// Whether a dense shifted copy of X is worth its memory (not for CSR).
     fn dense(&self) -> bool {
         true
-    }
-    /// Rows `r0..r1` (`r0` a multiple of [`CHUNK`]) already in the
-    /// rows-in-lanes layout of [`Float::RBT`]-row blocks, when X is stored
-    /// that way ([`Blocked`]).
-    fn blocks(&self, _r0: usize, _r1: usize) -> Option<&[T]> {
-        None
-    }
-}
-
-/// X stored in [`Float::RBT`]-row blocks, feature-major within a block
-/// (`xt[(b * d + p) * RBT + r]` for row `b * RBT + r`), zero-padded to whole
-/// chunks: the layout of the rows-in-lanes kernels, made once per fit so
-/// the Lloyd passes do not transpose every chunk again.
-pub struct Blocked<T> {
-    n: usize,
-    d: usize,
-    xt: Vec<T>,
-}
-
-impl<T: Float> Blocked<T> {
-    /// Rows of X shifted (the values [`pack_rows`] makes) into blocks;
-    /// `None` without AVX2+FMA or for CSR input.
-    fn shifted(x: &impl Rows<T>, shift: &[f64], cancel: &Cancel) -> Result<Option<Self>> {
-        if !(simd_available() && x.dense()) {
-            return Ok(None);
-        }
-        let (n, d) = x.dim();
-        let mut xt = vec![T::ZERO; n.div_ceil(CHUNK) * CHUNK * d];
-        xt.par_chunks_mut(CHUNK * d)
-            .enumerate()
-            .try_for_each(|(c, o)| {
-                cancel.check()?;
-                let r0 = c * CHUNK;
-                let r1 = (r0 + CHUNK).min(n);
-                let mut buf = Vec::new();
-                pack_rows(x, r0, r1, shift, &mut buf);
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX2 and FMA were detected at run time (above).
-                unsafe {
-                    T::transpose_avx2(&buf, r1 - r0, d, o)
-                };
-                let _ = (&buf, o);
-                Ok::<(), CoreError>(())
-            })?;
-        Ok(Some(Blocked { n, d, xt }))
-    }
-}
-
-impl<T: Float> Rows<T> for Blocked<T> {
-    fn nrows(&self) -> usize {
-        self.n
-    }
-    fn ncols(&self) -> usize {
-        self.d
-    }
-    fn read_row(&self, i: usize, out: &mut [T]) {
-        let (b, r, rb) = (i / T::RBT, i % T::RBT, T::RBT);
-        for (p, o) in out.iter_mut().enumerate().take(self.d) {
-            *o = self.xt[(b * self.d + p) * rb + r];
-        }
-    }
-    fn blocks(&self, r0: usize, r1: usize) -> Option<&[T]> {
-        let padded = (r1 - r0).div_ceil(T::RBT) * T::RBT;
-        self.xt.get(r0 * self.d..(r0 + padded) * self.d)
     }
 }
 
@@ -1690,18 +1609,6 @@ pub fn lloyd_pass<T: Float>(
                 cancel.check()?;
                 let r0 = g0 + c * CHUNK;
                 let r1 = r0 + clabels.len();
-                #[cfg(target_arch = "x86_64")]
-                if let (true, true, Some(blk)) = (simd, unshifted, x.blocks(r0, r1)) {
-                    // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
-                    if unsafe { T::argmin_blocks_avx2(blk, &panels, clabels) } {
-                        if update {
-                            let w = weights.map(|w| &w[r0..r1]);
-                            // SAFETY: as above.
-                            unsafe { add_blocks_avx2(clabels, blk, d, w, &mut stats) };
-                        }
-                        continue;
-                    }
-                }
                 let rows = chunk_rows(x, r0, r1, shift, unshifted, &mut buf);
                 argmin_packed(simd, rows, &panels, clabels, &mut xt);
                 if let (true, Some(w)) = (update, weights) {
@@ -1775,50 +1682,6 @@ fn add_rows<T: Float>(simd: bool, labels: &[i32], xs: &[T], d: usize, stats: &mu
     }
     let _ = simd;
     add_rows_generic(labels, xs, d, stats)
-}
-
-/// [`add_rows_generic`] and the weighted sums of [`lloyd_pass`] for rows in
-/// [`Blocked`] layout: each sum gets its rows in row order, the same values,
-/// so the same bits.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn add_blocks_avx2<T: Float>(
-    labels: &[i32],
-    xt: &[T],
-    d: usize,
-    weights: Option<&[f64]>,
-    stats: &mut LloydStats,
-) {
-    let rb = T::RBT;
-    for (i, &l) in labels.iter().enumerate() {
-        let l = l as usize;
-        let base = i / rb * d * rb + i % rb;
-        let (Some(wsum), Some(sums), Some(col)) = (
-            stats.weights.get_mut(l),
-            stats.sums.get_mut(l * d..(l + 1) * d),
-            xt.get(base..),
-        ) else {
-            continue;
-        };
-        match weights {
-            Some(w) => {
-                let w = w[i];
-                *wsum += w;
-                for (s, &v) in sums.iter_mut().zip(col.iter().step_by(rb)) {
-                    *s += v.to_f64() * w;
-                }
-            }
-            None => {
-                *wsum += 1.0;
-                for (s, &v) in sums.iter_mut().zip(col.iter().step_by(rb)) {
-                    *s += v.to_f64();
-                }
-            }
-        }
-    }
 }
 
 /// Squared distance of each row (shifted) to the centre of its label, f64.
@@ -2249,17 +2112,7 @@ fn kmeans_run<T: Float>(
                 .map(|(&v, &s)| T::from_f64(v.to_f64() - s).to_f64())
         })
         .collect();
-    // Lloyd reads X in the kernels' blocked layout (made once); Hamerly's
-    // kernels read rows.
-    let blocked = if bounded {
-        None
-    } else {
-        Blocked::shifted(x, shift, cancel)?
-    };
-    let copy = match blocked {
-        Some(_) => None,
-        None => shifted_copy(x, shift, cancel)?,
-    };
+    let copy = shifted_copy(x, shift, cancel)?;
     let zeros = vec![0.0; d];
     let copy_view = match &copy {
         Some(c) => Some(
@@ -2276,18 +2129,8 @@ fn kmeans_run<T: Float>(
     for it in 0..max_iter {
         n_iter = it + 1;
         // The shifted copy with a zero shift gives the values pack_rows makes from X.
-        let mut stats = match (&blocked, &copy_view) {
-            (Some(bx), _) => one_pass(
-                bx,
-                weights,
-                &zeros,
-                &centers,
-                k,
-                &mut labels,
-                bounds.as_mut(),
-                cancel,
-            )?,
-            (None, Some(xc)) => one_pass(
+        let mut stats = match &copy_view {
+            Some(xc) => one_pass(
                 xc,
                 weights,
                 &zeros,
@@ -2297,7 +2140,7 @@ fn kmeans_run<T: Float>(
                 bounds.as_mut(),
                 cancel,
             )?,
-            (None, None) => one_pass(
+            None => one_pass(
                 x,
                 weights,
                 shift,
@@ -2308,16 +2151,9 @@ fn kmeans_run<T: Float>(
                 cancel,
             )?,
         };
-        match (&blocked, &copy_view) {
-            (Some(bx), _) => {
-                relocate_empty(bx, weights, &zeros, &centers, &labels, &mut stats, cancel)?
-            }
-            (None, Some(xc)) => {
-                relocate_empty(xc, weights, &zeros, &centers, &labels, &mut stats, cancel)?
-            }
-            (None, None) => {
-                relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?
-            }
+        match &copy_view {
+            Some(xc) => relocate_empty(xc, weights, &zeros, &centers, &labels, &mut stats, cancel)?,
+            None => relocate_empty(x, weights, shift, &centers, &labels, &mut stats, cancel)?,
         };
         let new_centers = average_centers(&stats, d);
         let shift_tot: f64 = centers
