@@ -2714,11 +2714,27 @@ fn plusplus_cols<T: Float>(
                             let j = (j0 + jj).min(t - 1);
                             &dc[j * CHUNK..j * CHUNK + rows]
                         };
-                        let cols = [col(0), col(1), col(2), col(3)];
-                        for (i, &cv) in cl.iter().enumerate() {
-                            let w = w_at(r0 + i);
-                            for jj in 0..4 {
-                                acc[jj] += w * cols[jj][i].min(cv);
+                        let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+                        let rows4 = cl.iter().zip(c0).zip(c1).zip(c2).zip(c3);
+                        match weights {
+                            Some(w) => {
+                                for (((((&cv, &a), &b), &c), &e), &w) in
+                                    rows4.zip(&w[r0..r0 + rows])
+                                {
+                                    acc[0] += w * a.min(cv);
+                                    acc[1] += w * b.min(cv);
+                                    acc[2] += w * c.min(cv);
+                                    acc[3] += w * e.min(cv);
+                                }
+                            }
+                            // Unit weights: `1.0 * m == m`, the same sums without the products.
+                            None => {
+                                for ((((&cv, &a), &b), &c), &e) in rows4 {
+                                    acc[0] += a.min(cv);
+                                    acc[1] += b.min(cv);
+                                    acc[2] += c.min(cv);
+                                    acc[3] += e.min(cv);
+                                }
                             }
                         }
                         pg.copy_from_slice(&acc[..pg.len()]);
