@@ -111,10 +111,14 @@ def _check_values(values: np.ndarray) -> None:
 
 
 def _csr_of_dense(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(arr)
-    indptr = np.zeros(arr.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=arr.shape[0]), out=indptr[1:])
-    return indptr, cols.astype(np.int64, copy=False)
+    """CSR of a 2-D bool matrix, in Rust: np.nonzero over a 2-D array is
+    ~20x slower, and a frame's values are column-major (read as they are)."""
+    arr = np.asarray(arr, dtype=bool)
+    if arr.flags.c_contiguous:
+        return _core.fp_csr_of_dense(arr.view(np.uint8), False)
+    if arr.flags.f_contiguous:
+        return _core.fp_csr_of_dense(arr.T.view(np.uint8), True)
+    return _core.fp_csr_of_dense(np.ascontiguousarray(arr).view(np.uint8), False)
 
 
 def _from_scipy(X: Any) -> tuple[np.ndarray, np.ndarray, int]:

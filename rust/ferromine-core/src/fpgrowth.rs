@@ -165,6 +165,78 @@ fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) ->
     Ok(indptr.len() - 1)
 }
 
+/// CSR `(indptr, indices)` of a dense one-hot matrix of bytes (nonzero =
+/// the item is present), stored row-major (`data[t * n_items + i]`) or
+/// column-major (`data[i * n_transactions + t]`, what pandas hands over for a
+/// frame of bool columns). Item ids ascend within each row. One pass (two for
+/// column-major: row lengths, then the fill), no index arrays of every cell.
+pub fn csr_of_dense(
+    data: &[u8],
+    n_transactions: usize,
+    n_items: usize,
+    column_major: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<i64>, Vec<u32>)> {
+    if n_transactions.checked_mul(n_items) != Some(data.len()) {
+        return Err(CoreError::invalid(format!(
+            "a dense matrix of {n_transactions} x {n_items} needs {} cells, got {}",
+            n_transactions.saturating_mul(n_items),
+            data.len()
+        )));
+    }
+    if n_items > u32::MAX as usize - 1 {
+        return Err(CoreError::invalid("too many items (more than 2^32 - 2)"));
+    }
+    let mut indptr = Vec::with_capacity(n_transactions + 1);
+    indptr.push(0i64);
+    if !column_major {
+        let mut indices = Vec::new();
+        for (t, row) in data.chunks_exact(n_items.max(1)).enumerate() {
+            if t % 4096 == 0 {
+                cancel.check()?;
+            }
+            indices.extend(
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0)
+                    .map(|(i, _)| i as u32),
+            );
+            indptr.push(indices.len() as i64);
+        }
+        // n_items == 0: no cells, but every transaction still has its (empty) row.
+        indptr.resize(n_transactions + 1, 0);
+        return Ok((indptr, indices));
+    }
+    let mut len = vec![0i64; n_transactions];
+    for col in data.chunks_exact(n_transactions.max(1)) {
+        for (l, &v) in len.iter_mut().zip(col) {
+            *l += (v != 0) as i64;
+        }
+    }
+    cancel.check()?;
+    for &l in &len {
+        let last = *indptr.last().unwrap_or(&0);
+        indptr.push(last + l);
+    }
+    let total = *indptr.last().unwrap_or(&0) as usize;
+    let mut indices = vec![0u32; total];
+    let mut pos: Vec<i64> = indptr[..n_transactions].to_vec();
+    for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
+        if i % 64 == 0 {
+            cancel.check()?;
+        }
+        for (p, &v) in pos.iter_mut().zip(col) {
+            if v != 0 {
+                if let Some(slot) = indices.get_mut(*p as usize) {
+                    *slot = i as u32;
+                }
+                *p += 1;
+            }
+        }
+    }
+    Ok((indptr, indices))
+}
+
 /// Support count of every item (an item listed twice in one transaction
 /// counts once).
 pub fn item_counts<O: Index, I: Index>(
@@ -322,12 +394,6 @@ struct Paths {
 }
 
 impl Paths {
-    fn new() -> Self {
-        Paths {
-            off: vec![0],
-            ..Default::default()
-        }
-    }
     fn push_end(&mut self, w: u64) {
         if self.items.len() > *self.off.last().unwrap_or(&0) {
             self.off.push(self.items.len());
@@ -368,6 +434,7 @@ impl Paths {
                 0 // the path ended: before every extension
             }
         };
+        let (mut keys, mut bucket, mut tmp) = (Vec::new(), Vec::<usize>::new(), Vec::new());
         stack.clear();
         stack.push((0, order.len(), 0));
         while let Some((a, b, d)) = stack.pop() {
@@ -377,6 +444,38 @@ impl Paths {
                     let (px, py) = (self.get(x as usize), self.get(y as usize));
                     px[d.min(px.len())..].cmp(&py[d.min(py.len())..])
                 });
+                continue;
+            }
+            // Large groups over a small key range (the top-level database,
+            // big conditional ones): a counting sort, linear, with the key of
+            // each path read once.
+            keys.clear();
+            keys.extend(run.iter().map(|&p| key(p, d) as u32));
+            let max_key = keys.iter().copied().max().unwrap_or(0) as usize;
+            if run.len() >= 256 && max_key <= 4 * run.len() {
+                bucket.clear();
+                bucket.resize(max_key + 2, 0);
+                for &k in keys.iter() {
+                    bucket[k as usize + 1] += 1;
+                }
+                for k in 0..=max_key {
+                    bucket[k + 1] += bucket[k];
+                }
+                tmp.clear();
+                tmp.resize(run.len(), 0);
+                let mut next = bucket.clone();
+                for (&p, &k) in run.iter().zip(keys.iter()) {
+                    tmp[next[k as usize]] = p;
+                    next[k as usize] += 1;
+                }
+                run.copy_from_slice(&tmp);
+                // Key 0 (ended paths) needs no further order.
+                for k in 1..=max_key {
+                    let (i, j) = (bucket[k], bucket[k + 1]);
+                    if j - i > 1 {
+                        stack.push((a + i, a + j, d + 1));
+                    }
+                }
                 continue;
             }
             run.sort_unstable_by_key(|&p| key(p, d));
@@ -506,6 +605,57 @@ struct Prepared {
     /// Items in every transaction (perfect extensions of the empty set).
     root_pe: Vec<u32>,
     tree: Tree,
+    /// Pair counts of the ranks (`pairs[tri(j) + i]` for `i < j`), when
+    /// reading them off the rows is cheaper than walking the tree.
+    pairs: Option<Vec<u32>>,
+}
+
+/// Start of row `j` of a strictly lower-triangular matrix.
+#[inline]
+fn tri(j: usize) -> usize {
+    j * j.saturating_sub(1) / 2
+}
+
+/// Ranks above which the pair matrix is not built (2048^2 / 2 entries = 8 MB).
+const MAX_PAIR_RANKS: usize = 2048;
+
+/// The top-level pair counts, when cheaper than the tree walks they replace:
+/// every top-level item's conditional counts walk all its nodes to the root
+/// (sum of node depths in all), with a dependent load per step; a pass over
+/// the rows costs sum len^2/2 independent increments into a small matrix.
+/// On sparse data (little prefix sharing) the rows win, on dense data the
+/// compressed tree does.
+fn pair_counts(paths: &Paths, tree: &Tree, n_ranks: usize, n: usize) -> Option<Vec<u32>> {
+    if n_ranks < 2 || n_ranks > MAX_PAIR_RANKS || n >= u32::MAX as usize {
+        return None;
+    }
+    let row_cost: u64 = (0..paths.len())
+        .map(|k| {
+            let l = paths.get(k).len() as u64;
+            l * l.saturating_sub(1) / 2
+        })
+        .sum();
+    let mut depth = vec![0u32; tree.item.len()];
+    let mut tree_cost = 0u64;
+    for v in 1..tree.item.len() {
+        depth[v] = depth[tree.parent[v] as usize] + 1;
+        tree_cost += (depth[v] - 1) as u64;
+    }
+    if row_cost > 4 * tree_cost {
+        return None;
+    }
+    let mut pairs = vec![0u32; tri(n_ranks)];
+    for k in 0..paths.len() {
+        let path = paths.get(k);
+        let w = paths.w[k] as u32;
+        for (bi, &b) in path.iter().enumerate() {
+            let row = &mut pairs[tri(b as usize)..tri(b as usize) + b as usize];
+            for &a in &path[..bi] {
+                row[a as usize] += w;
+            }
+        }
+    }
+    Some(pairs)
 }
 
 fn prepare<O: Index, I: Index>(
@@ -536,34 +686,92 @@ fn prepare<O: Index, I: Index>(
     for (r, &i) in item_of_rank.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
-    let mut paths = Paths::new();
-    let mut stamp = vec![u32::MAX; item_of_rank.len()];
-    for t in 0..n {
-        if t % 65536 == 0 {
-            cancel.check()?;
-        }
-        let (a, b) = row_bounds(indptr, t);
-        let start = paths.items.len();
-        for &i in &indices[a..b] {
-            let r = rank[i.to_usize().unwrap_or(0)];
-            if r != u32::MAX && stamp[r as usize] != t as u32 {
-                stamp[r as usize] = t as u32;
-                paths.items.push(r);
-            }
-        }
-        paths.items[start..].sort_unstable();
-        paths.push_end(1);
-    }
+    let paths = ranked_rows(indptr, indices, &rank, &counts, &item_of_rank, cancel)?;
     cancel.check()?;
     let mut order = Vec::new();
     paths.sorted_order_into(&mut order, &mut Vec::new());
     let tree = Tree::build(&paths, &order, item_of_rank.len());
+    let pairs = pair_counts(&paths, &tree, item_of_rank.len(), n);
     Ok(Prepared {
         n_transactions: n as u64,
         item_of_rank,
         root_pe,
         tree,
+        pairs,
     })
+}
+
+/// The transactions as paths of their frequent items' ranks, ascending
+/// (empty ones dropped), without sorting each row: the occurrences are
+/// scattered into columns by rank (rows ascending within a column), then
+/// gathered back row by row in rank order. Two linear passes instead of a
+/// sort of every row (most of the top-level cost on dense data).
+fn ranked_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    counts: &[u64],
+    item_of_rank: &[u32],
+    cancel: &Cancel,
+) -> Result<Paths> {
+    let n = indptr.len() - 1;
+    let n_ranks = item_of_rank.len();
+    // Column r holds exactly counts[item_of_rank[r]] rows (duplicates in a
+    // row count once, as in item_counts).
+    let mut col_off = Vec::with_capacity(n_ranks + 1);
+    col_off.push(0usize);
+    for &i in item_of_rank {
+        let last = *col_off.last().unwrap_or(&0);
+        col_off.push(last + counts[i as usize] as usize);
+    }
+    let total = *col_off.last().unwrap_or(&0);
+    let mut col_rows = vec![0u32; total];
+    let mut fill: Vec<usize> = col_off[..n_ranks].to_vec();
+    let mut row_len = vec![0u32; n];
+    let mut stamp = vec![u32::MAX; n_ranks];
+    for (t, len) in row_len.iter_mut().enumerate() {
+        if t % 65536 == 0 {
+            cancel.check()?;
+        }
+        let (a, b) = row_bounds(indptr, t);
+        for &i in &indices[a..b] {
+            let r = rank[i.to_usize().unwrap_or(0)];
+            if r != u32::MAX && stamp[r as usize] != t as u32 {
+                stamp[r as usize] = t as u32;
+                let f = &mut fill[r as usize];
+                if let Some(slot) = col_rows.get_mut(*f) {
+                    *slot = t as u32;
+                }
+                *f += 1;
+                *len += 1;
+            }
+        }
+    }
+    cancel.check()?;
+    // Row starts (empty rows take no room), then gather by ascending rank.
+    let mut pos = Vec::with_capacity(n);
+    let mut off = Vec::with_capacity(n + 1);
+    off.push(0usize);
+    let mut acc = 0usize;
+    for &len in &row_len {
+        pos.push(acc);
+        if len > 0 {
+            acc += len as usize;
+            off.push(acc);
+        }
+    }
+    let mut items = vec![0u32; acc];
+    for r in 0..n_ranks {
+        for &t in &col_rows[col_off[r]..col_off[r + 1]] {
+            let p = &mut pos[t as usize];
+            if let Some(slot) = items.get_mut(*p) {
+                *slot = r as u32;
+            }
+            *p += 1;
+        }
+    }
+    let w = vec![1u64; off.len() - 1];
+    Ok(Paths { off, items, w })
 }
 
 /// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
@@ -725,10 +933,11 @@ impl Miner<'_> {
         j: usize,
         s: &mut Scratch,
         out: &mut Itemsets,
+        pairs: Option<&[u32]>,
     ) -> Result<()> {
         self.cancel.check()?;
         let mut b = s.spare.pop().unwrap_or_default();
-        let result = self.mine_item_with(tree, global, j, s, out, &mut b);
+        let result = self.mine_item_with(tree, global, j, s, out, &mut b, pairs);
         s.spare.push(b);
         result
     }
@@ -741,18 +950,23 @@ impl Miner<'_> {
         s: &mut Scratch,
         out: &mut Itemsets,
         b: &mut NodeBufs,
+        pairs: Option<&[u32]>,
     ) -> Result<()> {
         let sup = tree.support[j];
         // Conditional supports of the items above j (only smaller ids).
         let cnt = &mut b.cnt;
         cnt.clear();
-        cnt.resize(j, 0);
-        for &v in tree.nodes_of(j) {
-            let w = tree.count[v as usize];
-            let mut u = tree.parent[v as usize];
-            while u != 0 {
-                cnt[tree.item[u as usize] as usize] += w;
-                u = tree.parent[u as usize];
+        if let Some(p) = pairs {
+            cnt.extend(p[tri(j)..tri(j) + j].iter().map(|&c| c as u64));
+        } else {
+            cnt.resize(j, 0);
+            for &v in tree.nodes_of(j) {
+                let w = tree.count[v as usize];
+                let mut u = tree.parent[v as usize];
+                while u != 0 {
+                    cnt[tree.item[u as usize] as usize] += w;
+                    u = tree.parent[u as usize];
+                }
             }
         }
         let core_len = s.core.len();
@@ -817,7 +1031,7 @@ impl Miner<'_> {
                 return Ok(());
             }
             for k in (0..next_global.len()).rev() {
-                self.mine_item(cond, next_global, k, s, out)?;
+                self.mine_item(cond, next_global, k, s, out, None)?;
             }
             Ok(())
         });
@@ -995,7 +1209,7 @@ pub fn mine<O: Index, I: Index>(
             || Scratch::new(prep.root_pe.clone()),
             |s, j| -> Result<Itemsets> {
                 let mut part = Itemsets::new();
-                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part)?;
+                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part, prep.pairs.as_deref())?;
                 Ok(part)
             },
         )
@@ -1361,6 +1575,21 @@ mod tests {
     }
 
     #[test]
+    fn csr_of_dense_both_layouts() {
+        let c = Cancel::new();
+        // 3 transactions x 4 items.
+        let rows: [[u8; 4]; 3] = [[1, 0, 2, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
+        let rm: Vec<u8> = rows.iter().flatten().copied().collect();
+        let cm: Vec<u8> = (0..4).flat_map(|i| rows.iter().map(move |r| r[i])).collect();
+        let want = (vec![0i64, 2, 2, 5], vec![0u32, 2, 1, 2, 3]);
+        assert_eq!(csr_of_dense(&rm, 3, 4, false, &c).unwrap(), want);
+        assert_eq!(csr_of_dense(&cm, 3, 4, true, &c).unwrap(), want);
+        assert_eq!(csr_of_dense(&[], 2, 0, false, &c).unwrap(), (vec![0i64, 0, 0], vec![]));
+        assert_eq!(csr_of_dense(&[], 2, 0, true, &c).unwrap(), (vec![0i64, 0, 0], vec![]));
+        assert!(csr_of_dense(&rm, 4, 4, false, &c).is_err());
+    }
+
+    #[test]
     fn threshold_rule() {
         assert_eq!(min_count_for(0.07, 100).unwrap(), 7);
         assert_eq!(min_count_for(0.5, 3).unwrap(), 2);
@@ -1369,6 +1598,31 @@ mod tests {
         assert!(min_count_for(0.0, 10).is_err());
         assert!(min_count_for(1.5, 10).is_err());
         assert!(min_count_for(f64::NAN, 10).is_err());
+    }
+
+    #[test]
+    fn pair_matrix_and_tree_walk_agree_with_brute_force() {
+        // Sparse rows (little prefix sharing) take the pair matrix, dense
+        // ones the tree walk; both must give the brute-force answer.
+        let (mut with_pairs, mut without) = (0, 0);
+        for seed in 0..24u64 {
+            let m = 12;
+            let density = if seed % 2 == 0 { 0.12 } else { 0.85 };
+            let (indptr, idx) = random_db(seed, 300, m, density);
+            let c = Cancel::new();
+            for min_count in [1u64, 4, 30] {
+                let prep = prepare(&indptr, &idx, m, min_count, &c).unwrap();
+                if prep.pairs.is_some() {
+                    with_pairs += 1;
+                } else {
+                    without += 1;
+                }
+                let want = brute(&indptr, &idx, m, min_count);
+                let all = mine(&indptr, &idx, m, params(min_count, Kind::All), &c).unwrap();
+                assert_eq!(as_map(&all), want, "seed {seed} min {min_count}");
+            }
+        }
+        assert!(with_pairs > 0 && without > 0, "{with_pairs} / {without}");
     }
 
     #[test]
