@@ -605,9 +605,21 @@ struct Prepared {
     /// Items in every transaction (perfect extensions of the empty set).
     root_pe: Vec<u32>,
     tree: Tree,
-    /// Pair counts of the ranks (`pairs[tri(j) + i]` for `i < j`), when
-    /// reading them off the rows is cheaper than walking the tree.
-    pairs: Option<Vec<u32>>,
+    /// Sparse data: the top level reads the rows, not a tree (`tree` is
+    /// then empty).
+    rows: Option<TopRows>,
+}
+
+/// The top-level database kept as rows (sparse data: an FP-tree would
+/// share few prefixes, and walking it costs a dependent load per step).
+struct TopRows {
+    paths: Paths,
+    col_off: Vec<usize>,
+    col_paths: Vec<u32>,
+    /// Pair counts of the ranks, `pairs[tri(j) + i]` for `i < j`.
+    pairs: Vec<u32>,
+    /// Count of each rank.
+    support: Vec<u64>,
 }
 
 /// Start of row `j` of a strictly lower-triangular matrix.
@@ -619,31 +631,16 @@ fn tri(j: usize) -> usize {
 /// Ranks above which the pair matrix is not built (2048^2 / 2 entries = 8 MB).
 const MAX_PAIR_RANKS: usize = 2048;
 
-/// The top-level pair counts, when cheaper than the tree walks they replace:
-/// every top-level item's conditional counts walk all its nodes to the root
-/// (sum of node depths in all), with a dependent load per step; a pass over
-/// the rows costs sum len^2/2 independent increments into a small matrix.
-/// On sparse data (little prefix sharing) the rows win, on dense data the
-/// compressed tree does.
-fn pair_counts(paths: &Paths, tree: &Tree, n_ranks: usize, n: usize) -> Option<Vec<u32>> {
-    if n_ranks < 2 || n_ranks > MAX_PAIR_RANKS || n >= u32::MAX as usize {
-        return None;
-    }
-    let row_cost: u64 = (0..paths.len())
-        .map(|k| {
-            let l = paths.get(k).len() as u64;
-            l * l.saturating_sub(1) / 2
-        })
-        .sum();
-    let mut depth = vec![0u32; tree.item.len()];
-    let mut tree_cost = 0u64;
-    for v in 1..tree.item.len() {
-        depth[v] = depth[tree.parent[v] as usize] + 1;
-        tree_cost += (depth[v] - 1) as u64;
-    }
-    if row_cost > 4 * tree_cost {
-        return None;
-    }
+/// Densest top-level database (frequent occurrences / (rows x ranks))
+/// kept as rows: below it, rows share few prefixes (T10I4D100K: 0.03,
+/// retail: 0.04; chess, mushroom: 0.3 and more), so a tree would cost its
+/// sort and build and save little.
+const ROWS_MAX_DENSITY: f64 = 0.1;
+
+/// The pair counts of the ranks over the rows: sum len^2/2 independent
+/// increments into a small matrix (the tree walks they replace are the same
+/// number of steps, each a dependent load).
+fn pair_counts(paths: &Paths, n_ranks: usize) -> Vec<u32> {
     let mut pairs = vec![0u32; tri(n_ranks)];
     for k in 0..paths.len() {
         let path = paths.get(k);
@@ -655,7 +652,7 @@ fn pair_counts(paths: &Paths, tree: &Tree, n_ranks: usize, n: usize) -> Option<V
             }
         }
     }
-    Some(pairs)
+    pairs
 }
 
 fn prepare<O: Index, I: Index>(
@@ -686,18 +683,38 @@ fn prepare<O: Index, I: Index>(
     for (r, &i) in item_of_rank.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
-    let paths = ranked_rows(indptr, indices, &rank, &counts, &item_of_rank, cancel)?;
+    let (paths, col_off, col_paths) =
+        ranked_rows(indptr, indices, &rank, &counts, &item_of_rank, cancel)?;
     cancel.check()?;
+    let n_ranks = item_of_rank.len();
+    let density = paths.items.len() as f64 / (n.max(1) as f64 * n_ranks.max(1) as f64);
+    if n_ranks >= 2 && n_ranks <= MAX_PAIR_RANKS && n < u32::MAX as usize && density < ROWS_MAX_DENSITY {
+        let pairs = pair_counts(&paths, n_ranks);
+        let support = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
+        return Ok(Prepared {
+            n_transactions: n as u64,
+            item_of_rank,
+            root_pe,
+            tree: Tree::default(),
+            rows: Some(TopRows {
+                paths,
+                col_off,
+                col_paths,
+                pairs,
+                support,
+            }),
+        });
+    }
+    drop((col_off, col_paths));
     let mut order = Vec::new();
     paths.sorted_order_into(&mut order, &mut Vec::new());
-    let tree = Tree::build(&paths, &order, item_of_rank.len());
-    let pairs = pair_counts(&paths, &tree, item_of_rank.len(), n);
+    let tree = Tree::build(&paths, &order, n_ranks);
     Ok(Prepared {
         n_transactions: n as u64,
         item_of_rank,
         root_pe,
         tree,
-        pairs,
+        rows: None,
     })
 }
 
@@ -705,7 +722,9 @@ fn prepare<O: Index, I: Index>(
 /// (empty ones dropped), without sorting each row: the occurrences are
 /// scattered into columns by rank (rows ascending within a column), then
 /// gathered back row by row in rank order. Two linear passes instead of a
-/// sort of every row (most of the top-level cost on dense data).
+/// sort of every row (most of the top-level cost on dense data). Also
+/// returns the columns: `col_paths[col_off[r]..col_off[r + 1]]` are the
+/// paths holding rank `r`.
 fn ranked_rows<O: Index, I: Index>(
     indptr: &[O],
     indices: &[I],
@@ -713,7 +732,7 @@ fn ranked_rows<O: Index, I: Index>(
     counts: &[u64],
     item_of_rank: &[u32],
     cancel: &Cancel,
-) -> Result<Paths> {
+) -> Result<(Paths, Vec<usize>, Vec<u32>)> {
     let n = indptr.len() - 1;
     let n_ranks = item_of_rank.len();
     // Column r holds exactly counts[item_of_rank[r]] rows (duplicates in a
@@ -771,7 +790,19 @@ fn ranked_rows<O: Index, I: Index>(
         }
     }
     let w = vec![1u64; off.len() - 1];
-    Ok(Paths { off, items, w })
+    // The columns as path ids (rows in a column are nonempty, in row order).
+    let mut path_of = vec![0u32; n];
+    let mut next = 0u32;
+    for (t, &len) in row_len.iter().enumerate() {
+        if len > 0 {
+            path_of[t] = next;
+            next += 1;
+        }
+    }
+    for t in col_rows.iter_mut() {
+        *t = path_of[*t as usize];
+    }
+    Ok((Paths { off, items, w }, col_off, col_rows))
 }
 
 /// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
@@ -933,11 +964,11 @@ impl Miner<'_> {
         j: usize,
         s: &mut Scratch,
         out: &mut Itemsets,
-        pairs: Option<&[u32]>,
+        rows: Option<&TopRows>,
     ) -> Result<()> {
         self.cancel.check()?;
         let mut b = s.spare.pop().unwrap_or_default();
-        let result = self.mine_item_with(tree, global, j, s, out, &mut b, pairs);
+        let result = self.mine_item_with(tree, global, j, s, out, &mut b, rows);
         s.spare.push(b);
         result
     }
@@ -950,14 +981,14 @@ impl Miner<'_> {
         s: &mut Scratch,
         out: &mut Itemsets,
         b: &mut NodeBufs,
-        pairs: Option<&[u32]>,
+        rows: Option<&TopRows>,
     ) -> Result<()> {
-        let sup = tree.support[j];
+        let sup = rows.map_or_else(|| tree.support[j], |r| r.support[j]);
         // Conditional supports of the items above j (only smaller ids).
         let cnt = &mut b.cnt;
         cnt.clear();
-        if let Some(p) = pairs {
-            cnt.extend(p[tri(j)..tri(j) + j].iter().map(|&c| c as u64));
+        if let Some(r) = rows {
+            cnt.extend(r.pairs[tri(j)..tri(j) + j].iter().map(|&c| c as u64));
         } else {
             cnt.resize(j, 0);
             for &v in tree.nodes_of(j) {
@@ -993,18 +1024,32 @@ impl Miner<'_> {
             }
             let paths = &mut b.paths;
             paths.clear();
-            for &v in tree.nodes_of(j) {
-                let start = paths.items.len();
-                let mut u = tree.parent[v as usize];
-                while u != 0 {
-                    let l = local[tree.item[u as usize] as usize];
-                    if l != u32::MAX {
-                        paths.items.push(l);
+            if let Some(r) = rows {
+                // The rows holding j, cut before j (ranks ascend in a row).
+                for &pi in &r.col_paths[r.col_off[j]..r.col_off[j + 1]] {
+                    let row = r.paths.get(pi as usize);
+                    for &i in row.iter().take_while(|&&i| (i as usize) < j) {
+                        let l = local[i as usize];
+                        if l != u32::MAX {
+                            paths.items.push(l);
+                        }
                     }
-                    u = tree.parent[u as usize];
+                    paths.push_end(r.paths.w[pi as usize]);
                 }
-                paths.items[start..].reverse();
-                paths.push_end(tree.count[v as usize]);
+            } else {
+                for &v in tree.nodes_of(j) {
+                    let start = paths.items.len();
+                    let mut u = tree.parent[v as usize];
+                    while u != 0 {
+                        let l = local[tree.item[u as usize] as usize];
+                        if l != u32::MAX {
+                            paths.items.push(l);
+                        }
+                        u = tree.parent[u as usize];
+                    }
+                    paths.items[start..].reverse();
+                    paths.push_end(tree.count[v as usize]);
+                }
             }
             paths.sorted_order_into(&mut b.order, &mut b.runs);
             let cond = &mut b.cond;
@@ -1209,7 +1254,7 @@ pub fn mine<O: Index, I: Index>(
             || Scratch::new(prep.root_pe.clone()),
             |s, j| -> Result<Itemsets> {
                 let mut part = Itemsets::new();
-                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part, prep.pairs.as_deref())?;
+                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part, prep.rows.as_ref())?;
                 Ok(part)
             },
         )
@@ -1606,13 +1651,13 @@ mod tests {
         // ones the tree walk; both must give the brute-force answer.
         let (mut with_pairs, mut without) = (0, 0);
         for seed in 0..24u64 {
-            let m = 12;
-            let density = if seed % 2 == 0 { 0.12 } else { 0.85 };
+            let m = 14;
+            let density = if seed % 2 == 0 { 0.06 } else { 0.85 };
             let (indptr, idx) = random_db(seed, 300, m, density);
             let c = Cancel::new();
             for min_count in [1u64, 4, 30] {
                 let prep = prepare(&indptr, &idx, m, min_count, &c).unwrap();
-                if prep.pairs.is_some() {
+                if prep.rows.is_some() {
                     with_pairs += 1;
                 } else {
                     without += 1;
