@@ -683,14 +683,14 @@ fn prepare<O: Index, I: Index>(
     for (r, &i) in item_of_rank.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
-    let (paths, col_off, col_paths) =
-        ranked_rows(indptr, indices, &rank, &counts, &item_of_rank, cancel)?;
-    cancel.check()?;
     let n_ranks = item_of_rank.len();
+    let n_occurrences: u64 = item_of_rank.iter().map(|&i| counts[i as usize]).sum();
+    let paths = ranked_rows(indptr, indices, &rank, n_ranks, n_occurrences as usize, cancel)?;
     let density = paths.items.len() as f64 / (n.max(1) as f64 * n_ranks.max(1) as f64);
     if n_ranks >= 2 && n_ranks <= MAX_PAIR_RANKS && n < u32::MAX as usize && density < ROWS_MAX_DENSITY {
         let pairs = pair_counts(&paths, n_ranks);
-        let support = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
+        let support: Vec<u64> = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
+        let (col_off, col_paths) = rank_columns(&paths, &support);
         return Ok(Prepared {
             n_transactions: n as u64,
             item_of_rank,
@@ -705,7 +705,6 @@ fn prepare<O: Index, I: Index>(
             }),
         });
     }
-    drop((col_off, col_paths));
     let mut order = Vec::new();
     paths.sorted_order_into(&mut order, &mut Vec::new());
     let tree = Tree::build(&paths, &order, n_ranks);
@@ -718,91 +717,100 @@ fn prepare<O: Index, I: Index>(
     })
 }
 
+/// Rank sets up to this size are sorted by a bitmask per row.
+const BITMASK_MAX_RANKS: usize = 4096;
+
 /// The transactions as paths of their frequent items' ranks, ascending
-/// (empty ones dropped), without sorting each row: the occurrences are
-/// scattered into columns by rank (rows ascending within a column), then
-/// gathered back row by row in rank order. Two linear passes instead of a
-/// sort of every row (most of the top-level cost on dense data). Also
-/// returns the columns: `col_paths[col_off[r]..col_off[r + 1]]` are the
-/// paths holding rank `r`.
+/// (duplicates once, empty rows dropped). With at most 4096 ranks each row
+/// is a bitmask read back in order (no comparisons, writes in sequence);
+/// beyond, each row is sorted.
 fn ranked_rows<O: Index, I: Index>(
     indptr: &[O],
     indices: &[I],
     rank: &[u32],
-    counts: &[u64],
-    item_of_rank: &[u32],
+    n_ranks: usize,
+    n_occurrences: usize,
     cancel: &Cancel,
-) -> Result<(Paths, Vec<usize>, Vec<u32>)> {
+) -> Result<Paths> {
     let n = indptr.len() - 1;
-    let n_ranks = item_of_rank.len();
-    // Column r holds exactly counts[item_of_rank[r]] rows (duplicates in a
-    // row count once, as in item_counts).
-    let mut col_off = Vec::with_capacity(n_ranks + 1);
-    col_off.push(0usize);
-    for &i in item_of_rank {
-        let last = *col_off.last().unwrap_or(&0);
-        col_off.push(last + counts[i as usize] as usize);
-    }
-    let total = *col_off.last().unwrap_or(&0);
-    let mut col_rows = vec![0u32; total];
-    let mut fill: Vec<usize> = col_off[..n_ranks].to_vec();
-    let mut row_len = vec![0u32; n];
-    let mut stamp = vec![u32::MAX; n_ranks];
-    for (t, len) in row_len.iter_mut().enumerate() {
-        if t % 65536 == 0 {
-            cancel.check()?;
-        }
-        let (a, b) = row_bounds(indptr, t);
-        for &i in &indices[a..b] {
-            let r = rank[i.to_usize().unwrap_or(0)];
-            if r != u32::MAX && stamp[r as usize] != t as u32 {
-                stamp[r as usize] = t as u32;
-                let f = &mut fill[r as usize];
-                if let Some(slot) = col_rows.get_mut(*f) {
-                    *slot = t as u32;
+    let mut off = Vec::with_capacity(n + 1);
+    off.push(0usize);
+    let mut items: Vec<u32> = Vec::with_capacity(n_occurrences);
+    if n_ranks <= BITMASK_MAX_RANKS {
+        let mut words = vec![0u64; n_ranks.div_ceil(64)];
+        for t in 0..n {
+            if t % 65536 == 0 {
+                cancel.check()?;
+            }
+            let (a, b) = row_bounds(indptr, t);
+            let (mut lo, mut hi) = (usize::MAX, 0usize);
+            for &i in &indices[a..b] {
+                let r = rank[i.to_usize().unwrap_or(0)];
+                if r != u32::MAX {
+                    let w = (r >> 6) as usize;
+                    words[w] |= 1u64 << (r & 63);
+                    lo = lo.min(w);
+                    hi = hi.max(w);
                 }
-                *f += 1;
-                *len += 1;
+            }
+            if lo <= hi {
+                for (w, word) in words.iter_mut().enumerate().take(hi + 1).skip(lo) {
+                    let mut bits = std::mem::take(word);
+                    while bits != 0 {
+                        items.push(((w as u32) << 6) | bits.trailing_zeros());
+                        bits &= bits - 1;
+                    }
+                }
+                off.push(items.len());
+            }
+        }
+    } else {
+        let mut stamp = vec![u32::MAX; n_ranks];
+        for t in 0..n {
+            if t % 65536 == 0 {
+                cancel.check()?;
+            }
+            let (a, b) = row_bounds(indptr, t);
+            let start = items.len();
+            for &i in &indices[a..b] {
+                let r = rank[i.to_usize().unwrap_or(0)];
+                if r != u32::MAX && stamp[r as usize] != t as u32 {
+                    stamp[r as usize] = t as u32;
+                    items.push(r);
+                }
+            }
+            if items.len() > start {
+                items[start..].sort_unstable();
+                off.push(items.len());
             }
         }
     }
     cancel.check()?;
-    // Row starts (empty rows take no room), then gather by ascending rank.
-    let mut pos = Vec::with_capacity(n);
-    let mut off = Vec::with_capacity(n + 1);
-    off.push(0usize);
-    let mut acc = 0usize;
-    for &len in &row_len {
-        pos.push(acc);
-        if len > 0 {
-            acc += len as usize;
-            off.push(acc);
-        }
-    }
-    let mut items = vec![0u32; acc];
-    for r in 0..n_ranks {
-        for &t in &col_rows[col_off[r]..col_off[r + 1]] {
-            let p = &mut pos[t as usize];
-            if let Some(slot) = items.get_mut(*p) {
-                *slot = r as u32;
-            }
-            *p += 1;
-        }
-    }
     let w = vec![1u64; off.len() - 1];
-    // The columns as path ids (rows in a column are nonempty, in row order).
-    let mut path_of = vec![0u32; n];
-    let mut next = 0u32;
-    for (t, &len) in row_len.iter().enumerate() {
-        if len > 0 {
-            path_of[t] = next;
-            next += 1;
+    Ok(Paths { off, items, w })
+}
+
+/// The columns of ranked rows: `col_paths[col_off[r]..col_off[r + 1]]` are
+/// the paths holding rank `r`, ascending. `support[r]` is the column length.
+fn rank_columns(paths: &Paths, support: &[u64]) -> (Vec<usize>, Vec<u32>) {
+    let mut col_off = Vec::with_capacity(support.len() + 1);
+    col_off.push(0usize);
+    for &c in support {
+        let last = *col_off.last().unwrap_or(&0);
+        col_off.push(last + c as usize);
+    }
+    let mut fill: Vec<usize> = col_off[..support.len()].to_vec();
+    let mut col_paths = vec![0u32; *col_off.last().unwrap_or(&0)];
+    for k in 0..paths.len() {
+        for &r in paths.get(k) {
+            let f = &mut fill[r as usize];
+            if let Some(slot) = col_paths.get_mut(*f) {
+                *slot = k as u32;
+            }
+            *f += 1;
         }
     }
-    for t in col_rows.iter_mut() {
-        *t = path_of[*t as usize];
-    }
-    Ok((Paths { off, items, w }, col_off, col_rows))
+    (col_off, col_paths)
 }
 
 /// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
@@ -1643,6 +1651,53 @@ mod tests {
         assert!(min_count_for(0.0, 10).is_err());
         assert!(min_count_for(1.5, 10).is_err());
         assert!(min_count_for(f64::NAN, 10).is_err());
+    }
+
+    #[test]
+    fn ranked_rows_bitmask_and_sort_agree_with_naive() {
+        let c = Cancel::new();
+        // Rank counts on both sides of BITMASK_MAX_RANKS; rows with
+        // duplicates, unranked items and empty rows.
+        for (seed, n_ranks) in [(1u64, 70usize), (2, 4096), (3, 4097), (4, 6000)] {
+            let m = n_ranks + 50;
+            let mut state = seed;
+            let mut next = move || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) as usize
+            };
+            let (mut indptr, mut idx) = (vec![0u64], Vec::new());
+            for _ in 0..200 {
+                for _ in 0..next() % 12 {
+                    let i = next() % m;
+                    idx.push(i as u32);
+                    if next() % 5 == 0 {
+                        idx.push(i as u32);
+                    }
+                }
+                indptr.push(idx.len() as u64);
+            }
+            // The first n_ranks items ranked by a permutation, the rest unranked.
+            let mut rank = vec![u32::MAX; m];
+            for (i, r) in rank.iter_mut().enumerate().take(n_ranks) {
+                *r = ((i * 31) % n_ranks) as u32;
+            }
+            let got = ranked_rows(&indptr, &idx, &rank, n_ranks, 0, &c).unwrap();
+            let mut want: Vec<Vec<u32>> = Vec::new();
+            for t in 0..200 {
+                let mut row: Vec<u32> = idx[indptr[t] as usize..indptr[t + 1] as usize]
+                    .iter()
+                    .map(|&i| rank[i as usize])
+                    .filter(|&r| r != u32::MAX)
+                    .collect();
+                row.sort_unstable();
+                row.dedup();
+                if !row.is_empty() {
+                    want.push(row);
+                }
+            }
+            let got: Vec<Vec<u32>> = (0..got.len()).map(|k| got.get(k).to_vec()).collect();
+            assert_eq!(got, want, "n_ranks {n_ranks}");
+        }
     }
 
     #[test]
