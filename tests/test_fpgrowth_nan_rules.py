@@ -1,0 +1,106 @@
+"""association_rules with null_values=True against mlxtend (rasbt/mlxtend#1106)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferromine.frequent_patterns import METRICS, association_rules
+
+
+def mlxtend_fp():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlxtend.frequent_patterns as mf
+    return mf
+
+
+def rules_map(df: pd.DataFrame) -> dict:
+    """{(antecedent, consequent): metric values} with ints as Python ints."""
+    def fs(x):
+        return frozenset(int(i) if isinstance(i, np.integer) else i for i in x)
+
+    cols = [c for c in df.columns if c not in ("antecedents", "consequents")]
+    return {
+        (fs(a), fs(c)): tuple(float(v) for v in row)
+        for a, c, row in zip(df["antecedents"], df["consequents"], df[cols].to_numpy(dtype=np.float64))
+    }
+
+
+def assert_same_rules(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    g, w = rules_map(got), rules_map(want)
+    assert g.keys() == w.keys()
+    for key, wv in w.items():
+        # Same formulas, same operation order: equal to 1e-12, inf and NaN alike.
+        np.testing.assert_allclose(g[key], wv, rtol=1e-12, atol=1e-12, err_msg=str(key))
+
+
+def nan_frame(seed: int, labels: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(10, 40)), int(rng.integers(3, 6))
+    values = (rng.random((n, m)) < rng.uniform(0.4, 0.8)).astype(np.float64)
+    values[rng.random((n, m)) < rng.uniform(0.05, 0.25)] = np.nan
+    values[0, -1] = np.nan  # at least one NaN
+    cols = [f"c{j}" for j in range(m)] if labels else list(range(m))
+    return pd.DataFrame(values, columns=cols)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rules_with_nan_match_mlxtend(seed):
+    mf = mlxtend_fp()
+    labels = seed % 2 == 0
+    df = nan_frame(seed, labels)
+    n = len(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        items = mf.fpgrowth(df, 0.2, null_values=True, use_colnames=labels)
+    assert (items["itemsets"].map(len) >= 2).any(), "the seed must give rules"
+    for metric, threshold in (("confidence", 0.0), ("confidence", 0.6), ("lift", 1.0), ("support", 0.2)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = mf.association_rules(
+                items, num_itemsets=n, df_orig=df, null_values=True, metric=metric, min_threshold=threshold
+            )
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            got = association_rules(
+                items, num_itemsets=n, df_orig=df, null_values=True, metric=metric, min_threshold=threshold
+            )
+        assert_same_rules(got, want)
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            count = association_rules(
+                items, num_itemsets=n, df_orig=df, null_values=True, metric=metric,
+                min_threshold=threshold, output="count",
+            )
+        assert count == len(want)
+    # The NaN counts matter here: without them the metrics differ.
+    plain = association_rules(items, num_itemsets=n, min_threshold=0.0)
+    with pytest.warns(DeprecationWarning, match="non-bool"):
+        with_nan = association_rules(items, num_itemsets=n, df_orig=df, null_values=True, min_threshold=0.0)
+    assert rules_map(plain) != rules_map(with_nan)
+
+
+def test_rules_with_nan_arrow_and_limits():
+    df = nan_frame(3, True)
+    n = len(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        items = mlxtend_fp().fpgrowth(df, 0.2, null_values=True, use_colnames=True)
+    with pytest.warns(DeprecationWarning):
+        frame = association_rules(items, num_itemsets=n, df_orig=df, null_values=True, min_threshold=0.0)
+    with pytest.warns(DeprecationWarning):
+        table = association_rules(
+            items, num_itemsets=n, df_orig=df, null_values=True, min_threshold=0.0, output="arrow"
+        )
+    assert table.num_rows == len(frame)
+    assert {(frozenset(a), frozenset(c)) for a, c in zip(table["antecedents"].to_pylist(),
+                                                         table["consequents"].to_pylist())} == set(rules_map(frame))
+    np.testing.assert_allclose(np.sort(table["confidence"].to_numpy()), np.sort(frame["confidence"].to_numpy()))
+    with pytest.raises(ValueError, match="max_rules"), pytest.warns(DeprecationWarning):
+        association_rules(items, num_itemsets=n, df_orig=df, null_values=True, min_threshold=0.0, max_rules=1)
+    with pytest.raises(TypeError, match="num_itemsets"):
+        association_rules(items, df_orig=df, null_values=True)
+    assert list(frame.columns) == ["antecedents", "consequents"] + METRICS
