@@ -1,14 +1,17 @@
-"""association_rules with null_values=True against mlxtend (rasbt/mlxtend#1106)."""
+"""null_values=True with NaN: association_rules and fpmax against mlxtend
+(rasbt/mlxtend#1106), fpclosed/fpmax/fpgrowth against a brute-force oracle."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ferromine.frequent_patterns import METRICS, association_rules
+from ferromine.frequent_patterns import METRICS, association_rules, fpclosed, fpgrowth, fpmax
 
 
 def mlxtend_fp():
@@ -104,3 +107,71 @@ def test_rules_with_nan_arrow_and_limits():
     with pytest.raises(TypeError, match="num_itemsets"):
         association_rules(items, df_orig=df, null_values=True)
     assert list(frame.columns) == ["antecedents", "consequents"] + METRICS
+
+
+# ------------------------------------------- fpmax / fpclosed with NaN
+
+
+def nan_oracle(df: pd.DataFrame, ms: float, kind: str) -> set:
+    """Brute force of mlxtend's null_values semantics: candidates over the
+    entered items with NaN counted as present (all / closed / maximal among
+    those reaching the count), plus the entered items below it; then the
+    NaN-discounted support filter."""
+    values = df.to_numpy(dtype=np.float64)
+    n, m = values.shape
+    nan = np.isnan(values)
+    one = values == 1
+    left = n - nan.sum(axis=0)
+    allowed = [j for j in range(m) if left[j] > 0 and one[:, j].sum() / left[j] >= ms]
+    present = one | nan
+    min_count = math.ceil(ms * n)
+    freq = {}
+    for k in range(1, len(allowed) + 1):
+        for combo in itertools.combinations(allowed, k):
+            c = int(present[:, list(combo)].all(axis=1).sum())
+            if c >= min_count:
+                freq[frozenset(combo)] = c
+    if kind == "closed":
+        cand = [s for s, c in freq.items() if not any(t > s and d == c for t, d in freq.items())]
+    elif kind == "maximal":
+        cand = [s for s in freq if not any(t > s for t in freq)]
+    else:
+        cand = list(freq)
+    cand += [frozenset([j]) for j in allowed if frozenset([j]) not in freq]
+    out = set()
+    for s in cand:
+        cols = sorted(s)
+        den = n - int(nan[:, cols].any(axis=1).sum())
+        sup = int(one[:, cols].all(axis=1).sum()) / den if den else 0.0
+        if sup >= ms:
+            out.add((sup, frozenset(df.columns[j] for j in s)))
+    return out
+
+
+def as_set(df: pd.DataFrame) -> set:
+    return {(float(s), frozenset(x)) for s, x in zip(df["support"], df["itemsets"])}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fpmax_fpclosed_with_nan(seed):
+    df = nan_frame(100 + seed, True)
+    n = len(df)
+    mf = mlxtend_fp()
+    for ms in (0.15, 0.3, 0.5):
+        c = math.ceil(ms * n)
+        if not (c / n >= ms > (c - 1) / n):
+            continue  # mlxtend's two thresholds differ here (see API_CONTRACTS.md)
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            got_max = fpmax(df, ms, null_values=True, use_colnames=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want_max = mf.fpmax(df, ms, null_values=True, use_colnames=True)
+        assert as_set(got_max) == as_set(want_max) == nan_oracle(df, ms, "maximal"), (seed, ms)
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            got_closed = fpclosed(df, ms, null_values=True, use_colnames=True)
+        assert as_set(got_closed) == nan_oracle(df, ms, "closed"), (seed, ms)
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            got_all = fpgrowth(df, ms, null_values=True, use_colnames=True)
+        assert as_set(got_all) == nan_oracle(df, ms, "all"), (seed, ms)
+        with pytest.warns(DeprecationWarning, match="non-bool"):
+            assert fpmax(df, ms, null_values=True, output="count") == len(want_max)

@@ -498,15 +498,12 @@ def _mine_with_nan(
     """mlxtend's ``null_values=True`` semantics (``fpcommon.setup_fptree`` and
     ``generate_itemsets``): an item enters when ``count(1) / (n - count(NaN))
     >= min_support``; the candidates are the itemsets of those items whose
-    count, with NaN counted as present, reaches the threshold (plus every
-    entered single item); each gets ``support = rows with all items 1 / (n -
-    rows with a NaN among its items)`` (0 when no row is left) and is kept
-    when that is ``>= min_support``."""
-    if kind != "all":
-        raise NotImplementedError(
-            f"null_values=True with NaN in the data is implemented for fpgrowth only, not "
-            f"{'fpmax' if kind == 'maximal' else 'fpclosed'}; fill or drop the missing values"
-        )
+    count, with NaN counted as present, reaches the threshold (for fpmax the
+    maximal ones, for fpclosed the closed ones, in that database), plus every
+    entered single item below it; each gets ``support = rows with all items 1
+    / (n - rows with a NaN among its items)`` (0 when no row is left) and is
+    kept when that is ``>= min_support`` (the candidates are not revised
+    after this filter, as in mlxtend's fpmax)."""
     n = tx.n
     min_count = _min_count(min_support, n)
     frac = min_support / n if isinstance(min_support, numbers.Integral) else float(min_support)
@@ -527,12 +524,14 @@ def _mine_with_nan(
         np.ascontiguousarray(indices),
         m,
         min_count,
+        kind=kind,
         max_len=max_len,
         max_itemsets=None if max_itemsets is None else int(max_itemsets),
         n_threads=resolve_n_jobs(n_jobs),
     )
     # Entered items below the count threshold are candidates too (mlxtend
-    # yields every item of its first tree).
+    # yields every item of its first tree; in fpmax each is a one-item path
+    # that no frequent set contains, so it is reported as maximal).
     counted = present.sum(axis=0)
     extra = np.flatnonzero(allowed & (counted < min_count))
     sets = [items[offsets[k] : offsets[k + 1]] for k in range(len(counts))]
@@ -582,8 +581,9 @@ _MINE_DOC = """
         mlxtend's switch for NaN in the frame; NaN raises ValueError without
         it. With it, :func:`fpgrowth` follows mlxtend: an itemset's support is
         (rows where all its items are 1) / (rows without NaN among its
-        items). :func:`fpmax` and :func:`fpclosed` with NaN present raise
-        NotImplementedError.
+        items). :func:`fpmax` follows mlxtend's fpmax: the maximal itemsets
+        with NaN counted as present, then that support filter;
+        :func:`fpclosed` the same with the closed itemsets.
     use_colnames : bool, default False
         Items as column labels (or the transaction items) instead of column
         positions.
