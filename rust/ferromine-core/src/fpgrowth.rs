@@ -127,8 +127,9 @@ pub fn min_count_for(min_support: f64, n: u64) -> Result<u64> {
     Ok(c.max(1))
 }
 
-/// Checks a CSR structure and returns the number of transactions.
-fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) -> Result<usize> {
+/// Checks a CSR row-pointer array against `n_indices` and returns the
+/// number of transactions.
+fn check_indptr<O: Index>(indptr: &[O], n_indices: usize) -> Result<usize> {
     if indptr.is_empty() {
         return Err(CoreError::invalid(
             "indptr must have n_transactions + 1 entries, got an empty array",
@@ -146,12 +147,18 @@ fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) ->
         }
         prev = o;
     }
-    if prev > indices.len() {
+    if prev > n_indices {
         return Err(CoreError::invalid(format!(
-            "indptr ends at {prev} but there are only {} indices",
-            indices.len()
+            "indptr ends at {prev} but there are only {n_indices} indices"
         )));
     }
+    Ok(indptr.len() - 1)
+}
+
+/// Checks a CSR structure and returns the number of transactions.
+fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) -> Result<usize> {
+    check_indptr(indptr, indices.len())?;
+    let prev = indptr.last().and_then(|o| o.to_usize()).unwrap_or(0);
     for &i in &indices[..prev] {
         match i.to_usize() {
             Some(v) if v < n_items => {}
@@ -238,26 +245,50 @@ pub fn csr_of_dense(
 }
 
 /// Support count of every item (an item listed twice in one transaction
-/// counts once).
+/// counts once). Validates the CSR on the way: each row is read once for its
+/// id range and order, and a strictly ascending row (scipy's canonical CSR,
+/// our own intake) is counted without the duplicate stamps.
 pub fn item_counts<O: Index, I: Index>(
     indptr: &[O],
     indices: &[I],
     n_items: usize,
     cancel: &Cancel,
 ) -> Result<Vec<u64>> {
-    let n = check_csr(indptr, indices, n_items)?;
+    let n = check_indptr(indptr, indices.len())?;
     let mut counts = vec![0u64; n_items];
-    let mut stamp = vec![u32::MAX; n_items];
+    let mut stamp: Vec<u32> = Vec::new(); // only for rows that are not ascending
+    let out_of_range = || {
+        CoreError::invalid(format!(
+            "item ids must be in [0, {n_items}); found one outside"
+        ))
+    };
     for t in 0..n {
         if t % 65536 == 0 {
             cancel.check()?;
         }
         let (a, b) = row_bounds(indptr, t);
-        for &i in &indices[a..b] {
-            let i = i.to_usize().unwrap_or(0);
-            if stamp[i] != t as u32 {
-                stamp[i] = t as u32;
-                counts[i] += 1;
+        let row = &indices[a..b];
+        let mut prev: Option<usize> = None;
+        let mut ascending = true;
+        for &i in row {
+            let v = i.to_usize().filter(|&v| v < n_items).ok_or_else(out_of_range)?;
+            ascending &= prev.is_none_or(|p| p < v);
+            prev = Some(v);
+        }
+        if ascending {
+            for &i in row {
+                counts[i.to_usize().unwrap_or(0)] += 1;
+            }
+        } else {
+            if stamp.is_empty() {
+                stamp = vec![u32::MAX; n_items];
+            }
+            for &i in row {
+                let v = i.to_usize().unwrap_or(0);
+                if stamp[v] != t as u32 {
+                    stamp[v] = t as u32;
+                    counts[v] += 1;
+                }
             }
         }
     }
