@@ -255,6 +255,44 @@ pub fn item_counts<O: Index, I: Index>(
     cancel: &Cancel,
 ) -> Result<Vec<u64>> {
     let n = check_indptr(indptr, indices.len())?;
+    let chunks = row_chunks(n, n_items);
+    let parts = chunks
+        .par_iter()
+        .map(|&rows| count_rows(indptr, indices, n_items, rows, cancel))
+        .collect::<Result<Vec<_>>>()?;
+    let mut parts = parts.into_iter();
+    let mut counts = parts.next().unwrap_or_else(|| vec![0u64; n_items]);
+    for part in parts {
+        for (c, p) in counts.iter_mut().zip(part) {
+            *c += p;
+        }
+    }
+    Ok(counts)
+}
+
+/// Fixed row chunks for the top-level passes, a function of the sizes only
+/// (never of the thread count, so every result is the same for any): at
+/// most 16 chunks of at least 32768 rows, and at most 2^24 per-chunk
+/// counters (`per_chunk` each) in all.
+fn row_chunks(n: usize, per_chunk: usize) -> Vec<(usize, usize)> {
+    let by_rows = n.div_ceil(32768);
+    let by_mem = ((1usize << 24) / per_chunk.max(1)).max(1);
+    let k = by_rows.min(16).min(by_mem).max(1);
+    let size = n.div_ceil(k).max(1);
+    (0..k)
+        .map(|c| (c * size, ((c + 1) * size).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+/// [`item_counts`] over the rows `rows.0..rows.1`.
+fn count_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    rows: (usize, usize),
+    cancel: &Cancel,
+) -> Result<Vec<u64>> {
     let mut counts = vec![0u64; n_items];
     let mut stamp: Vec<u32> = Vec::new(); // only for rows that are not ascending
     let out_of_range = || {
@@ -262,7 +300,7 @@ pub fn item_counts<O: Index, I: Index>(
             "item ids must be in [0, {n_items}); found one outside"
         ))
     };
-    for t in 0..n {
+    for t in rows.0..rows.1 {
         if t % 65536 == 0 {
             cancel.check()?;
         }
@@ -271,7 +309,10 @@ pub fn item_counts<O: Index, I: Index>(
         let mut prev: Option<usize> = None;
         let mut ascending = true;
         for &i in row {
-            let v = i.to_usize().filter(|&v| v < n_items).ok_or_else(out_of_range)?;
+            let v = i
+                .to_usize()
+                .filter(|&v| v < n_items)
+                .ok_or_else(out_of_range)?;
             ascending &= prev.is_none_or(|p| p < v);
             prev = Some(v);
         }
@@ -716,9 +757,20 @@ fn prepare<O: Index, I: Index>(
     }
     let n_ranks = item_of_rank.len();
     let n_occurrences: u64 = item_of_rank.iter().map(|&i| counts[i as usize]).sum();
-    let paths = ranked_rows(indptr, indices, &rank, n_ranks, n_occurrences as usize, cancel)?;
+    let paths = ranked_rows(
+        indptr,
+        indices,
+        &rank,
+        n_ranks,
+        n_occurrences as usize,
+        cancel,
+    )?;
     let density = paths.items.len() as f64 / (n.max(1) as f64 * n_ranks.max(1) as f64);
-    if n_ranks >= 2 && n_ranks <= MAX_PAIR_RANKS && n < u32::MAX as usize && density < ROWS_MAX_DENSITY {
+    if n_ranks >= 2
+        && n_ranks <= MAX_PAIR_RANKS
+        && n < u32::MAX as usize
+        && density < ROWS_MAX_DENSITY
+    {
         let pairs = pair_counts(&paths, n_ranks);
         let support: Vec<u64> = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
         let (col_off, col_paths) = rank_columns(&paths, &support);
@@ -764,12 +816,47 @@ fn ranked_rows<O: Index, I: Index>(
     cancel: &Cancel,
 ) -> Result<Paths> {
     let n = indptr.len() - 1;
+    let chunks = row_chunks(n, 1);
+    let mut parts = chunks
+        .par_iter()
+        .map(|&rows| rank_rows(indptr, indices, rank, n_ranks, rows, cancel))
+        .collect::<Result<Vec<_>>>()?;
+    if parts.len() == 1 {
+        let (off, items) = parts.pop().unwrap_or_default();
+        let w = vec![1u64; off.len() - 1];
+        return Ok(Paths { off, items, w });
+    }
     let mut off = Vec::with_capacity(n + 1);
     off.push(0usize);
     let mut items: Vec<u32> = Vec::with_capacity(n_occurrences);
+    for (part_off, part_items) in parts {
+        let base = items.len();
+        off.extend(part_off[1..].iter().map(|&o| o + base));
+        items.extend_from_slice(&part_items);
+    }
+    let w = vec![1u64; off.len() - 1];
+    Ok(Paths { off, items, w })
+}
+
+/// [`ranked_rows`] over the rows `rows.0..rows.1`: `(off, items)`.
+fn rank_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    n_ranks: usize,
+    rows: (usize, usize),
+    cancel: &Cancel,
+) -> Result<(Vec<usize>, Vec<u32>)> {
+    let mut off = Vec::with_capacity(rows.1 - rows.0 + 1);
+    off.push(0usize);
+    let (a0, b0) = (
+        row_bounds(indptr, rows.0).0,
+        row_bounds(indptr, rows.1.max(1) - 1).1,
+    );
+    let mut items: Vec<u32> = Vec::with_capacity(b0.saturating_sub(a0));
     if n_ranks <= BITMASK_MAX_RANKS {
         let mut words = vec![0u64; n_ranks.div_ceil(64)];
-        for t in 0..n {
+        for t in rows.0..rows.1 {
             if t % 65536 == 0 {
                 cancel.check()?;
             }
@@ -797,7 +884,7 @@ fn ranked_rows<O: Index, I: Index>(
         }
     } else {
         let mut stamp = vec![u32::MAX; n_ranks];
-        for t in 0..n {
+        for t in rows.0..rows.1 {
             if t % 65536 == 0 {
                 cancel.check()?;
             }
@@ -817,8 +904,7 @@ fn ranked_rows<O: Index, I: Index>(
         }
     }
     cancel.check()?;
-    let w = vec![1u64; off.len() - 1];
-    Ok(Paths { off, items, w })
+    Ok((off, items))
 }
 
 /// The columns of ranked rows: `col_paths[col_off[r]..col_off[r + 1]]` are
@@ -1293,7 +1379,14 @@ pub fn mine<O: Index, I: Index>(
             || Scratch::new(prep.root_pe.clone()),
             |s, j| -> Result<Itemsets> {
                 let mut part = Itemsets::new();
-                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part, prep.rows.as_ref())?;
+                miner.mine_item(
+                    tree,
+                    miner.item_of_rank,
+                    j,
+                    s,
+                    &mut part,
+                    prep.rows.as_ref(),
+                )?;
                 Ok(part)
             },
         )
@@ -1664,12 +1757,20 @@ mod tests {
         // 3 transactions x 4 items.
         let rows: [[u8; 4]; 3] = [[1, 0, 2, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
         let rm: Vec<u8> = rows.iter().flatten().copied().collect();
-        let cm: Vec<u8> = (0..4).flat_map(|i| rows.iter().map(move |r| r[i])).collect();
+        let cm: Vec<u8> = (0..4)
+            .flat_map(|i| rows.iter().map(move |r| r[i]))
+            .collect();
         let want = (vec![0i64, 2, 2, 5], vec![0u32, 2, 1, 2, 3]);
         assert_eq!(csr_of_dense(&rm, 3, 4, false, &c).unwrap(), want);
         assert_eq!(csr_of_dense(&cm, 3, 4, true, &c).unwrap(), want);
-        assert_eq!(csr_of_dense(&[], 2, 0, false, &c).unwrap(), (vec![0i64, 0, 0], vec![]));
-        assert_eq!(csr_of_dense(&[], 2, 0, true, &c).unwrap(), (vec![0i64, 0, 0], vec![]));
+        assert_eq!(
+            csr_of_dense(&[], 2, 0, false, &c).unwrap(),
+            (vec![0i64, 0, 0], vec![])
+        );
+        assert_eq!(
+            csr_of_dense(&[], 2, 0, true, &c).unwrap(),
+            (vec![0i64, 0, 0], vec![])
+        );
         assert!(csr_of_dense(&rm, 4, 4, false, &c).is_err());
     }
 
@@ -1689,15 +1790,25 @@ mod tests {
         let c = Cancel::new();
         // Rank counts on both sides of BITMASK_MAX_RANKS; rows with
         // duplicates, unranked items and empty rows.
-        for (seed, n_ranks) in [(1u64, 70usize), (2, 4096), (3, 4097), (4, 6000)] {
+        // 70_000 rows: several fixed row chunks, mined in parallel.
+        for (seed, n_ranks, n_rows) in [
+            (1u64, 70usize, 200usize),
+            (2, 4096, 200),
+            (3, 4097, 200),
+            (4, 6000, 200),
+            (5, 70, 70_000),
+            (6, 5000, 70_000),
+        ] {
             let m = n_ranks + 50;
             let mut state = seed;
             let mut next = move || {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 33) as usize
             };
             let (mut indptr, mut idx) = (vec![0u64], Vec::new());
-            for _ in 0..200 {
+            for _ in 0..n_rows {
                 for _ in 0..next() % 12 {
                     let i = next() % m;
                     idx.push(i as u32);
@@ -1712,9 +1823,23 @@ mod tests {
             for (i, r) in rank.iter_mut().enumerate().take(n_ranks) {
                 *r = ((i * 31) % n_ranks) as u32;
             }
-            let got = ranked_rows(&indptr, &idx, &rank, n_ranks, 0, &c).unwrap();
+            let got = crate::parallel::pool(2)
+                .unwrap()
+                .install(|| ranked_rows(&indptr, &idx, &rank, n_ranks, 0, &c))
+                .unwrap();
+            let counts = crate::parallel::pool(2)
+                .unwrap()
+                .install(|| item_counts(&indptr, &idx, m, &c))
+                .unwrap();
+            let mut want_counts = vec![0u64; m];
             let mut want: Vec<Vec<u32>> = Vec::new();
-            for t in 0..200 {
+            for t in 0..n_rows {
+                let mut items: Vec<u32> = idx[indptr[t] as usize..indptr[t + 1] as usize].to_vec();
+                items.sort_unstable();
+                items.dedup();
+                for &i in &items {
+                    want_counts[i as usize] += 1;
+                }
                 let mut row: Vec<u32> = idx[indptr[t] as usize..indptr[t + 1] as usize]
                     .iter()
                     .map(|&i| rank[i as usize])
@@ -1728,6 +1853,7 @@ mod tests {
             }
             let got: Vec<Vec<u32>> = (0..got.len()).map(|k| got.get(k).to_vec()).collect();
             assert_eq!(got, want, "n_ranks {n_ranks}");
+            assert_eq!(counts, want_counts, "n_ranks {n_ranks}");
         }
     }
 

@@ -119,7 +119,11 @@ pub fn fp_csr_of_dense<'py>(
     transposed: bool,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>)> {
     let (rows, cols) = data.as_array().dim();
-    let (n, m) = if transposed { (cols, rows) } else { (rows, cols) };
+    let (n, m) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
     let cells = data
         .as_slice()
         .map_err(|_| PyValueError::new_err("data must be a C-contiguous 2-D uint8 array"))?;
