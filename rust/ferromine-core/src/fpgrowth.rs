@@ -766,8 +766,7 @@ fn prepare<O: Index, I: Index>(
         cancel,
     )?;
     let density = paths.items.len() as f64 / (n.max(1) as f64 * n_ranks.max(1) as f64);
-    if n_ranks >= 2
-        && n_ranks <= MAX_PAIR_RANKS
+    if (2..=MAX_PAIR_RANKS).contains(&n_ranks)
         && n < u32::MAX as usize
         && density < ROWS_MAX_DENSITY
     {
@@ -1098,6 +1097,7 @@ impl Miner<'_> {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn mine_item_with(
         &self,
         tree: &Tree,

@@ -108,6 +108,8 @@ pub fn fp_mine<'py>(
     ))
 }
 
+type Csr<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>);
+
 /// CSR `(indptr, indices)` of a dense one-hot matrix: `data` is a
 /// C-contiguous 2-D uint8 view of the bool matrix, or of its transpose when
 /// `transposed` (a pandas frame's column-major values, without a copy).
@@ -117,7 +119,7 @@ pub fn fp_csr_of_dense<'py>(
     py: Python<'py>,
     data: PyReadonlyArray2<'py, u8>,
     transposed: bool,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>)> {
+) -> PyResult<Csr<'py>> {
     let (rows, cols) = data.as_array().dim();
     let (n, m) = if transposed {
         (cols, rows)
