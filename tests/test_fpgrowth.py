@@ -518,10 +518,12 @@ def test_missing_values_without_null_values():
     # A nullable bool frame without NA is mined like a bool one, no warning.
     ok = pd.DataFrame({"a": pd.array([True, True, False], dtype="boolean"), "b": pd.array([True, False, False], dtype="boolean")})
     assert as_set(fpgrowth(ok, 0.3)) == as_set(fpgrowth(ok.astype(bool), 0.3))
-    # fpmax/fpclosed with null_values=True and NaN present: a clear refusal, not a wrong answer.
+    # fpmax/fpclosed with null_values=True and NaN: mined (tests/test_fpgrowth_nan_rules.py);
+    # here the one-column case: {a} in 1 of the 2 known rows.
     for fn in (fpmax, fpclosed):
-        with pytest.raises(NotImplementedError, match="null_values=True"), pytest.warns(DeprecationWarning):
-            fn(pd.DataFrame({"a": [1.0, np.nan, 0.0]}), 0.5, null_values=True)
+        with pytest.warns(DeprecationWarning):
+            res = fn(pd.DataFrame({"a": [1.0, np.nan, 0.0]}), 0.5, null_values=True)
+        assert as_set(res) == {(0.5, frozenset([0]))}
 
 
 @pytest.mark.parametrize("seed", range(12))

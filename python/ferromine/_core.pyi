@@ -11,6 +11,7 @@ __all__ = [
     "_reset_pools",
     "get_num_threads",
     "fp_count_itemsets",
+    "fp_csr_of_dense",
     "fp_frozensets",
     "fp_make_transactions",
     "fp_mine",
@@ -250,6 +251,9 @@ def fp_count_itemsets(
     items: npt.NDArray[np.uint32],
     n_threads: int | None = None,
 ) -> npt.NDArray[np.uint64]: ...
+def fp_csr_of_dense(
+    data: npt.NDArray[np.uint8], transposed: bool = False
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]: ...
 def fp_frozensets(
     offsets: npt.NDArray[np.uint64], items: npt.NDArray[np.uint32], labels: list[Any] | None = None
 ) -> npt.NDArray[np.object_]: ...

@@ -111,10 +111,14 @@ def _check_values(values: np.ndarray) -> None:
 
 
 def _csr_of_dense(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(arr)
-    indptr = np.zeros(arr.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=arr.shape[0]), out=indptr[1:])
-    return indptr, cols.astype(np.int64, copy=False)
+    """CSR of a 2-D bool matrix, in Rust: np.nonzero over a 2-D array is
+    ~20x slower, and a frame's values are column-major (read as they are)."""
+    arr = np.asarray(arr, dtype=bool)
+    if arr.flags.c_contiguous:
+        return _core.fp_csr_of_dense(arr.view(np.uint8), False)
+    if arr.flags.f_contiguous:
+        return _core.fp_csr_of_dense(arr.T.view(np.uint8), True)
+    return _core.fp_csr_of_dense(np.ascontiguousarray(arr).view(np.uint8), False)
 
 
 def _from_scipy(X: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -494,15 +498,12 @@ def _mine_with_nan(
     """mlxtend's ``null_values=True`` semantics (``fpcommon.setup_fptree`` and
     ``generate_itemsets``): an item enters when ``count(1) / (n - count(NaN))
     >= min_support``; the candidates are the itemsets of those items whose
-    count, with NaN counted as present, reaches the threshold (plus every
-    entered single item); each gets ``support = rows with all items 1 / (n -
-    rows with a NaN among its items)`` (0 when no row is left) and is kept
-    when that is ``>= min_support``."""
-    if kind != "all":
-        raise NotImplementedError(
-            f"null_values=True with NaN in the data is implemented for fpgrowth only, not "
-            f"{'fpmax' if kind == 'maximal' else 'fpclosed'}; fill or drop the missing values"
-        )
+    count, with NaN counted as present, reaches the threshold (for fpmax the
+    maximal ones, for fpclosed the closed ones, in that database), plus every
+    entered single item below it; each gets ``support = rows with all items 1
+    / (n - rows with a NaN among its items)`` (0 when no row is left) and is
+    kept when that is ``>= min_support`` (the candidates are not revised
+    after this filter, as in mlxtend's fpmax)."""
     n = tx.n
     min_count = _min_count(min_support, n)
     frac = min_support / n if isinstance(min_support, numbers.Integral) else float(min_support)
@@ -523,12 +524,14 @@ def _mine_with_nan(
         np.ascontiguousarray(indices),
         m,
         min_count,
+        kind=kind,
         max_len=max_len,
         max_itemsets=None if max_itemsets is None else int(max_itemsets),
         n_threads=resolve_n_jobs(n_jobs),
     )
     # Entered items below the count threshold are candidates too (mlxtend
-    # yields every item of its first tree).
+    # yields every item of its first tree; in fpmax each is a one-item path
+    # that no frequent set contains, so it is reported as maximal).
     counted = present.sum(axis=0)
     extra = np.flatnonzero(allowed & (counted < min_count))
     sets = [items[offsets[k] : offsets[k + 1]] for k in range(len(counts))]
@@ -578,8 +581,9 @@ _MINE_DOC = """
         mlxtend's switch for NaN in the frame; NaN raises ValueError without
         it. With it, :func:`fpgrowth` follows mlxtend: an itemset's support is
         (rows where all its items are 1) / (rows without NaN among its
-        items). :func:`fpmax` and :func:`fpclosed` with NaN present raise
-        NotImplementedError.
+        items). :func:`fpmax` follows mlxtend's fpmax: the maximal itemsets
+        with NaN counted as present, then that support filter;
+        :func:`fpclosed` the same with the closed itemsets.
     use_colnames : bool, default False
         Items as column labels (or the transaction items) instead of column
         positions.
@@ -716,6 +720,128 @@ def _itemset_column(df: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[A
     )
 
 
+def _rules_with_nan(
+    tx: _Transactions,
+    offsets: np.ndarray,
+    items: np.ndarray,
+    supports: np.ndarray,
+    vocab: list[Any],
+    n: float,
+    metric: str,
+    min_threshold: float,
+    return_metrics: list[str],
+    max_antecedent_len: int | None,
+    max_consequent_len: int | None,
+    max_rules: int | None,
+    output: str,
+    n_jobs: int | None,
+) -> Any:
+    """mlxtend's ``null_values=True`` rules (``rasbt/mlxtend#1106``): per rule
+    A -> C, over the rows of ``df_orig``, disAC / disA / disC count the rows
+    with a NaN among the columns of A and C / A / C, dis_int the rows with a
+    NaN in C and every item of A equal to 1, dis_int_ the same with A and C
+    swapped; then confidence = sAC (n - disAC) / (sA (n - disA) - dis_int),
+    representativity = (n - disAC) / n, kulczynski from both directions, and
+    the other metrics from these as without missing values."""
+    # Every split of every itemset, with sA and sC looked up (KeyError as
+    # mlxtend when one is missing); the threshold comes after the counts.
+    a_off, a_items, c_off, c_items, values, n_rules = _core.fp_rules(
+        offsets, items, supports, METRICS.index("support"), -np.inf,
+        max_antecedent_len=max_antecedent_len, max_consequent_len=max_consequent_len,
+        num_itemsets=n, n_threads=resolve_n_jobs(n_jobs),
+    )
+    # Item labels -> df_orig column positions: strings are labels, ints
+    # positions (as mlxtend's "disabled" frame names its columns).
+    labels = tx.labels or []
+    pos = {lab: j for j, lab in enumerate(labels)}
+
+    def column(x: Any) -> int:
+        if isinstance(x, str) and x in pos:
+            return pos[x]
+        if isinstance(x, numbers.Integral) and not isinstance(x, bool) and 0 <= int(x) < tx.n_items:
+            return int(x)
+        if x in pos:
+            return pos[x]
+        raise KeyError(f"item {x!r} of the itemsets is not a column of df_orig")
+
+    col_of = np.array([column(x) for x in vocab], dtype=np.int64)
+    nan = tx.nan
+    rows = np.flatnonzero(nan.any(axis=1))  # only rows with a NaN add to the counts
+    present = np.zeros((len(rows), tx.n_items), dtype=bool)
+    # present = 1 or NaN in the CSR; ones = exactly 1.
+    sub = np.zeros(tx.n, dtype=np.int64) - 1
+    sub[rows] = np.arange(len(rows))
+    r_of = np.repeat(np.arange(tx.n), np.diff(tx.indptr))
+    keep = sub[r_of] >= 0
+    present[sub[r_of[keep]], np.asarray(tx.indices)[keep]] = True
+    ones = present & ~nan[rows]
+    nan_bits = _bitsets(nan[rows])
+    one_bits = _bitsets(ones)
+    full = (1 << len(rows)) - 1
+
+    def bits(off: np.ndarray, it: np.ndarray, k: int) -> tuple[int, int]:
+        any_nan, all_one = 0, full
+        for v in it[off[k] : off[k + 1]].tolist():
+            j = col_of[v]
+            any_nan |= nan_bits[j]
+            all_one &= one_bits[j]
+        return any_nan, all_one
+
+    counts = np.zeros((5, int(n_rules)), dtype=np.float64)
+    for k in range(int(n_rules)):
+        na, oa = bits(a_off, a_items, k)
+        nc, oc = bits(c_off, c_items, k)
+        counts[:, k] = ((na | nc).bit_count(), na.bit_count(), nc.bit_count(),
+                        (nc & oa).bit_count(), (na & oc).bit_count())
+    dis_ac, dis_a, dis_c, dis_int, dis_int_ = counts
+    s_ac = values[:, METRICS.index("support")]
+    s_a = values[:, METRICS.index("antecedent support")]
+    s_c = values[:, METRICS.index("consequent support")]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conf = s_ac * (n - dis_ac) / (s_a * (n - dis_a) - dis_int)
+        conf_ca = s_ac * (n - dis_ac) / (s_c * (n - dis_c) - dis_int_)
+        leverage = s_ac - s_a * s_c
+        zden = np.maximum(s_ac * (1 - s_a), s_a * (s_c - s_ac))
+        conviction = np.full(conf.shape, np.inf)
+        lt = conf < 1.0
+        conviction[lt] = (1.0 - s_c[lt]) / (1.0 - conf[lt])
+        cols = {
+            "antecedent support": s_a,
+            "consequent support": s_c,
+            "support": s_ac,
+            "confidence": conf,
+            "lift": conf / s_c,
+            "representativity": (n - dis_ac) / n,
+            "leverage": leverage,
+            "conviction": conviction,
+            "zhangs_metric": np.where(zden == 0, 0, leverage / zden),
+            "jaccard": s_ac / (s_a + s_c - s_ac),
+            "certainty": np.where(1 - s_c == 0, 0, (conf - s_c) / (1 - s_c)),
+            "kulczynski": (conf + conf_ca) / 2,
+        }
+    ok = np.flatnonzero(cols[metric] >= min_threshold)
+    if output == "count":
+        return len(ok)
+    if max_rules is not None and len(ok) > max_rules:
+        raise ValueError(
+            f"the result would exceed max_rules={max_rules} rules ({len(ok)}); raise min_threshold "
+            "or the itemsets' min_support, or raise max_rules"
+        )
+    new_values = np.stack([cols[m][ok] for m in METRICS], axis=1)
+
+    def take(off: np.ndarray, it: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.diff(off.astype(np.int64))[ok]
+        starts = off[:-1].astype(np.int64)[ok]
+        new_off = np.zeros(len(ok) + 1, dtype=np.uint64)
+        np.cumsum(lengths, out=new_off[1:])
+        idx = np.repeat(starts - new_off[:-1].astype(np.int64), lengths) + np.arange(int(new_off[-1]))
+        return new_off, it[idx]
+
+    a_off, a_items = take(a_off, a_items)
+    c_off, c_items = take(c_off, c_items)
+    return _rules_output(a_off, a_items, c_off, c_items, new_values, len(ok), vocab, return_metrics, output)
+
+
 def association_rules(
     df: Any,
     num_itemsets: int | None = 1,
@@ -747,7 +873,10 @@ def association_rules(
     num_itemsets : int
         Number of transactions (mlxtend's name); cancels out of every metric.
     df_orig, null_values
-        mlxtend's missing-value mode; not supported yet (NotImplementedError).
+        mlxtend's missing-value mode: with ``null_values=True``, ``df_orig``
+        (the one-hot frame the itemsets came from, with NaN) and
+        ``num_itemsets`` (its number of rows) are required, and the metrics
+        discount the rows with NaN as mlxtend does (see ``_rules_with_nan``).
     metric : str, default "confidence"
         One of the 12 metric names.
     min_threshold : float, default 0.8
@@ -779,11 +908,8 @@ def association_rules(
         raise TypeError("If null values exist, df_orig must be provided.")
     if null_values and num_itemsets == 1:
         raise TypeError("If null values exist, num_itemsets must be provided.")
-    if null_values:
-        raise NotImplementedError(
-            "association_rules with null_values=True is not supported by ferromine yet; use mlxtend for it"
-        )
     _check_output(output)
+    tx_orig = _intake(df_orig, True) if null_values else None
     if df.shape[0] == 0:
         raise ValueError("The input DataFrame `df` containing the frequent itemsets is empty.")
     if support_only:
@@ -799,6 +925,11 @@ def association_rules(
     _check_limit("max_rules", max_rules)
     offsets, items, supports, vocab = _itemset_column(df)
     n = float(num_itemsets if num_itemsets is not None else 1)
+    if tx_orig is not None and tx_orig.nan is not None and not support_only:
+        return _rules_with_nan(
+            tx_orig, offsets, items, supports, vocab, n, metric, float(min_threshold), return_metrics,
+            max_antecedent_len, max_consequent_len, max_rules, output, n_jobs,
+        )
     a_off, a_items, c_off, c_items, values, n_rules = _core.fp_rules(
         offsets,
         items,
@@ -815,6 +946,20 @@ def association_rules(
     )
     if output == "count":
         return int(n_rules)
+    return _rules_output(a_off, a_items, c_off, c_items, values, n_rules, vocab, return_metrics, output)
+
+
+def _rules_output(
+    a_off: np.ndarray,
+    a_items: np.ndarray,
+    c_off: np.ndarray,
+    c_items: np.ndarray,
+    values: np.ndarray,
+    n_rules: int,
+    vocab: list[Any],
+    return_metrics: list[str],
+    output: str,
+) -> Any:
     cols = [METRICS.index(m) for m in return_metrics]
     if output == "pandas":
         import pandas as pd

@@ -127,8 +127,9 @@ pub fn min_count_for(min_support: f64, n: u64) -> Result<u64> {
     Ok(c.max(1))
 }
 
-/// Checks a CSR structure and returns the number of transactions.
-fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) -> Result<usize> {
+/// Checks a CSR row-pointer array against `n_indices` and returns the
+/// number of transactions.
+fn check_indptr<O: Index>(indptr: &[O], n_indices: usize) -> Result<usize> {
     if indptr.is_empty() {
         return Err(CoreError::invalid(
             "indptr must have n_transactions + 1 entries, got an empty array",
@@ -146,12 +147,18 @@ fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) ->
         }
         prev = o;
     }
-    if prev > indices.len() {
+    if prev > n_indices {
         return Err(CoreError::invalid(format!(
-            "indptr ends at {prev} but there are only {} indices",
-            indices.len()
+            "indptr ends at {prev} but there are only {n_indices} indices"
         )));
     }
+    Ok(indptr.len() - 1)
+}
+
+/// Checks a CSR structure and returns the number of transactions.
+fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) -> Result<usize> {
+    check_indptr(indptr, indices.len())?;
+    let prev = indptr.last().and_then(|o| o.to_usize()).unwrap_or(0);
     for &i in &indices[..prev] {
         match i.to_usize() {
             Some(v) if v < n_items => {}
@@ -165,27 +172,164 @@ fn check_csr<O: Index, I: Index>(indptr: &[O], indices: &[I], n_items: usize) ->
     Ok(indptr.len() - 1)
 }
 
+/// CSR `(indptr, indices)` of a dense one-hot matrix of bytes (nonzero =
+/// the item is present), stored row-major (`data[t * n_items + i]`) or
+/// column-major (`data[i * n_transactions + t]`, what pandas hands over for a
+/// frame of bool columns). Item ids ascend within each row. One pass (two for
+/// column-major: row lengths, then the fill), no index arrays of every cell.
+pub fn csr_of_dense(
+    data: &[u8],
+    n_transactions: usize,
+    n_items: usize,
+    column_major: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<i64>, Vec<u32>)> {
+    if n_transactions.checked_mul(n_items) != Some(data.len()) {
+        return Err(CoreError::invalid(format!(
+            "a dense matrix of {n_transactions} x {n_items} needs {} cells, got {}",
+            n_transactions.saturating_mul(n_items),
+            data.len()
+        )));
+    }
+    if n_items > u32::MAX as usize - 1 {
+        return Err(CoreError::invalid("too many items (more than 2^32 - 2)"));
+    }
+    let mut indptr = Vec::with_capacity(n_transactions + 1);
+    indptr.push(0i64);
+    if !column_major {
+        let mut indices = Vec::new();
+        for (t, row) in data.chunks_exact(n_items.max(1)).enumerate() {
+            if t % 4096 == 0 {
+                cancel.check()?;
+            }
+            indices.extend(
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0)
+                    .map(|(i, _)| i as u32),
+            );
+            indptr.push(indices.len() as i64);
+        }
+        // n_items == 0: no cells, but every transaction still has its (empty) row.
+        indptr.resize(n_transactions + 1, 0);
+        return Ok((indptr, indices));
+    }
+    let mut len = vec![0i64; n_transactions];
+    for col in data.chunks_exact(n_transactions.max(1)) {
+        for (l, &v) in len.iter_mut().zip(col) {
+            *l += (v != 0) as i64;
+        }
+    }
+    cancel.check()?;
+    for &l in &len {
+        let last = *indptr.last().unwrap_or(&0);
+        indptr.push(last + l);
+    }
+    let total = *indptr.last().unwrap_or(&0) as usize;
+    let mut indices = vec![0u32; total];
+    let mut pos: Vec<i64> = indptr[..n_transactions].to_vec();
+    for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
+        if i % 64 == 0 {
+            cancel.check()?;
+        }
+        for (p, &v) in pos.iter_mut().zip(col) {
+            if v != 0 {
+                if let Some(slot) = indices.get_mut(*p as usize) {
+                    *slot = i as u32;
+                }
+                *p += 1;
+            }
+        }
+    }
+    Ok((indptr, indices))
+}
+
 /// Support count of every item (an item listed twice in one transaction
-/// counts once).
+/// counts once). Validates the CSR on the way: each row is read once for its
+/// id range and order, and a strictly ascending row (scipy's canonical CSR,
+/// our own intake) is counted without the duplicate stamps.
 pub fn item_counts<O: Index, I: Index>(
     indptr: &[O],
     indices: &[I],
     n_items: usize,
     cancel: &Cancel,
 ) -> Result<Vec<u64>> {
-    let n = check_csr(indptr, indices, n_items)?;
+    let n = check_indptr(indptr, indices.len())?;
+    let chunks = row_chunks(n, n_items);
+    let parts = chunks
+        .par_iter()
+        .map(|&rows| count_rows(indptr, indices, n_items, rows, cancel))
+        .collect::<Result<Vec<_>>>()?;
+    let mut parts = parts.into_iter();
+    let mut counts = parts.next().unwrap_or_else(|| vec![0u64; n_items]);
+    for part in parts {
+        for (c, p) in counts.iter_mut().zip(part) {
+            *c += p;
+        }
+    }
+    Ok(counts)
+}
+
+/// Fixed row chunks for the top-level passes, a function of the sizes only
+/// (never of the thread count, so every result is the same for any): at
+/// most 16 chunks of at least 32768 rows, and at most 2^24 per-chunk
+/// counters (`per_chunk` each) in all.
+fn row_chunks(n: usize, per_chunk: usize) -> Vec<(usize, usize)> {
+    let by_rows = n.div_ceil(32768);
+    let by_mem = ((1usize << 24) / per_chunk.max(1)).max(1);
+    let k = by_rows.min(16).min(by_mem).max(1);
+    let size = n.div_ceil(k).max(1);
+    (0..k)
+        .map(|c| (c * size, ((c + 1) * size).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+/// [`item_counts`] over the rows `rows.0..rows.1`.
+fn count_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    rows: (usize, usize),
+    cancel: &Cancel,
+) -> Result<Vec<u64>> {
     let mut counts = vec![0u64; n_items];
-    let mut stamp = vec![u32::MAX; n_items];
-    for t in 0..n {
+    let mut stamp: Vec<u32> = Vec::new(); // only for rows that are not ascending
+    let out_of_range = || {
+        CoreError::invalid(format!(
+            "item ids must be in [0, {n_items}); found one outside"
+        ))
+    };
+    for t in rows.0..rows.1 {
         if t % 65536 == 0 {
             cancel.check()?;
         }
         let (a, b) = row_bounds(indptr, t);
-        for &i in &indices[a..b] {
-            let i = i.to_usize().unwrap_or(0);
-            if stamp[i] != t as u32 {
-                stamp[i] = t as u32;
-                counts[i] += 1;
+        let row = &indices[a..b];
+        let mut prev: Option<usize> = None;
+        let mut ascending = true;
+        for &i in row {
+            let v = i
+                .to_usize()
+                .filter(|&v| v < n_items)
+                .ok_or_else(out_of_range)?;
+            ascending &= prev.is_none_or(|p| p < v);
+            prev = Some(v);
+        }
+        if ascending {
+            for &i in row {
+                counts[i.to_usize().unwrap_or(0)] += 1;
+            }
+        } else {
+            if stamp.is_empty() {
+                stamp = vec![u32::MAX; n_items];
+            }
+            for &i in row {
+                let v = i.to_usize().unwrap_or(0);
+                if stamp[v] != t as u32 {
+                    stamp[v] = t as u32;
+                    counts[v] += 1;
+                }
             }
         }
     }
@@ -322,12 +466,6 @@ struct Paths {
 }
 
 impl Paths {
-    fn new() -> Self {
-        Paths {
-            off: vec![0],
-            ..Default::default()
-        }
-    }
     fn push_end(&mut self, w: u64) {
         if self.items.len() > *self.off.last().unwrap_or(&0) {
             self.off.push(self.items.len());
@@ -368,6 +506,7 @@ impl Paths {
                 0 // the path ended: before every extension
             }
         };
+        let (mut keys, mut bucket, mut tmp) = (Vec::new(), Vec::<usize>::new(), Vec::new());
         stack.clear();
         stack.push((0, order.len(), 0));
         while let Some((a, b, d)) = stack.pop() {
@@ -377,6 +516,38 @@ impl Paths {
                     let (px, py) = (self.get(x as usize), self.get(y as usize));
                     px[d.min(px.len())..].cmp(&py[d.min(py.len())..])
                 });
+                continue;
+            }
+            // Large groups over a small key range (the top-level database,
+            // big conditional ones): a counting sort, linear, with the key of
+            // each path read once.
+            keys.clear();
+            keys.extend(run.iter().map(|&p| key(p, d) as u32));
+            let max_key = keys.iter().copied().max().unwrap_or(0) as usize;
+            if run.len() >= 256 && max_key <= 4 * run.len() {
+                bucket.clear();
+                bucket.resize(max_key + 2, 0);
+                for &k in keys.iter() {
+                    bucket[k as usize + 1] += 1;
+                }
+                for k in 0..=max_key {
+                    bucket[k + 1] += bucket[k];
+                }
+                tmp.clear();
+                tmp.resize(run.len(), 0);
+                let mut next = bucket.clone();
+                for (&p, &k) in run.iter().zip(keys.iter()) {
+                    tmp[next[k as usize]] = p;
+                    next[k as usize] += 1;
+                }
+                run.copy_from_slice(&tmp);
+                // Key 0 (ended paths) needs no further order.
+                for k in 1..=max_key {
+                    let (i, j) = (bucket[k], bucket[k + 1]);
+                    if j - i > 1 {
+                        stack.push((a + i, a + j, d + 1));
+                    }
+                }
                 continue;
             }
             run.sort_unstable_by_key(|&p| key(p, d));
@@ -506,6 +677,54 @@ struct Prepared {
     /// Items in every transaction (perfect extensions of the empty set).
     root_pe: Vec<u32>,
     tree: Tree,
+    /// Sparse data: the top level reads the rows, not a tree (`tree` is
+    /// then empty).
+    rows: Option<TopRows>,
+}
+
+/// The top-level database kept as rows (sparse data: an FP-tree would
+/// share few prefixes, and walking it costs a dependent load per step).
+struct TopRows {
+    paths: Paths,
+    col_off: Vec<usize>,
+    col_paths: Vec<u32>,
+    /// Pair counts of the ranks, `pairs[tri(j) + i]` for `i < j`.
+    pairs: Vec<u32>,
+    /// Count of each rank.
+    support: Vec<u64>,
+}
+
+/// Start of row `j` of a strictly lower-triangular matrix.
+#[inline]
+fn tri(j: usize) -> usize {
+    j * j.saturating_sub(1) / 2
+}
+
+/// Ranks above which the pair matrix is not built (2048^2 / 2 entries = 8 MB).
+const MAX_PAIR_RANKS: usize = 2048;
+
+/// Densest top-level database (frequent occurrences / (rows x ranks))
+/// kept as rows: below it, rows share few prefixes (T10I4D100K: 0.03,
+/// retail: 0.04; chess, mushroom: 0.3 and more), so a tree would cost its
+/// sort and build and save little.
+const ROWS_MAX_DENSITY: f64 = 0.1;
+
+/// The pair counts of the ranks over the rows: sum len^2/2 independent
+/// increments into a small matrix (the tree walks they replace are the same
+/// number of steps, each a dependent load).
+fn pair_counts(paths: &Paths, n_ranks: usize) -> Vec<u32> {
+    let mut pairs = vec![0u32; tri(n_ranks)];
+    for k in 0..paths.len() {
+        let path = paths.get(k);
+        let w = paths.w[k] as u32;
+        for (bi, &b) in path.iter().enumerate() {
+            let row = &mut pairs[tri(b as usize)..tri(b as usize) + b as usize];
+            for &a in &path[..bi] {
+                row[a as usize] += w;
+            }
+        }
+    }
+    pairs
 }
 
 fn prepare<O: Index, I: Index>(
@@ -536,34 +755,178 @@ fn prepare<O: Index, I: Index>(
     for (r, &i) in item_of_rank.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
-    let mut paths = Paths::new();
-    let mut stamp = vec![u32::MAX; item_of_rank.len()];
-    for t in 0..n {
-        if t % 65536 == 0 {
-            cancel.check()?;
-        }
-        let (a, b) = row_bounds(indptr, t);
-        let start = paths.items.len();
-        for &i in &indices[a..b] {
-            let r = rank[i.to_usize().unwrap_or(0)];
-            if r != u32::MAX && stamp[r as usize] != t as u32 {
-                stamp[r as usize] = t as u32;
-                paths.items.push(r);
-            }
-        }
-        paths.items[start..].sort_unstable();
-        paths.push_end(1);
+    let n_ranks = item_of_rank.len();
+    let n_occurrences: u64 = item_of_rank.iter().map(|&i| counts[i as usize]).sum();
+    let paths = ranked_rows(
+        indptr,
+        indices,
+        &rank,
+        n_ranks,
+        n_occurrences as usize,
+        cancel,
+    )?;
+    let density = paths.items.len() as f64 / (n.max(1) as f64 * n_ranks.max(1) as f64);
+    if (2..=MAX_PAIR_RANKS).contains(&n_ranks)
+        && n < u32::MAX as usize
+        && density < ROWS_MAX_DENSITY
+    {
+        let pairs = pair_counts(&paths, n_ranks);
+        let support: Vec<u64> = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
+        let (col_off, col_paths) = rank_columns(&paths, &support);
+        return Ok(Prepared {
+            n_transactions: n as u64,
+            item_of_rank,
+            root_pe,
+            tree: Tree::default(),
+            rows: Some(TopRows {
+                paths,
+                col_off,
+                col_paths,
+                pairs,
+                support,
+            }),
+        });
     }
-    cancel.check()?;
     let mut order = Vec::new();
     paths.sorted_order_into(&mut order, &mut Vec::new());
-    let tree = Tree::build(&paths, &order, item_of_rank.len());
+    let tree = Tree::build(&paths, &order, n_ranks);
     Ok(Prepared {
         n_transactions: n as u64,
         item_of_rank,
         root_pe,
         tree,
+        rows: None,
     })
+}
+
+/// Rank sets up to this size are sorted by a bitmask per row.
+const BITMASK_MAX_RANKS: usize = 4096;
+
+/// The transactions as paths of their frequent items' ranks, ascending
+/// (duplicates once, empty rows dropped). With at most 4096 ranks each row
+/// is a bitmask read back in order (no comparisons, writes in sequence);
+/// beyond, each row is sorted.
+fn ranked_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    n_ranks: usize,
+    n_occurrences: usize,
+    cancel: &Cancel,
+) -> Result<Paths> {
+    let n = indptr.len() - 1;
+    let chunks = row_chunks(n, 1);
+    let mut parts = chunks
+        .par_iter()
+        .map(|&rows| rank_rows(indptr, indices, rank, n_ranks, rows, cancel))
+        .collect::<Result<Vec<_>>>()?;
+    if parts.len() == 1 {
+        let (off, items) = parts.pop().unwrap_or_default();
+        let w = vec![1u64; off.len() - 1];
+        return Ok(Paths { off, items, w });
+    }
+    let mut off = Vec::with_capacity(n + 1);
+    off.push(0usize);
+    let mut items: Vec<u32> = Vec::with_capacity(n_occurrences);
+    for (part_off, part_items) in parts {
+        let base = items.len();
+        off.extend(part_off[1..].iter().map(|&o| o + base));
+        items.extend_from_slice(&part_items);
+    }
+    let w = vec![1u64; off.len() - 1];
+    Ok(Paths { off, items, w })
+}
+
+/// [`ranked_rows`] over the rows `rows.0..rows.1`: `(off, items)`.
+fn rank_rows<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    n_ranks: usize,
+    rows: (usize, usize),
+    cancel: &Cancel,
+) -> Result<(Vec<usize>, Vec<u32>)> {
+    let mut off = Vec::with_capacity(rows.1 - rows.0 + 1);
+    off.push(0usize);
+    let (a0, b0) = (
+        row_bounds(indptr, rows.0).0,
+        row_bounds(indptr, rows.1.max(1) - 1).1,
+    );
+    let mut items: Vec<u32> = Vec::with_capacity(b0.saturating_sub(a0));
+    if n_ranks <= BITMASK_MAX_RANKS {
+        let mut words = vec![0u64; n_ranks.div_ceil(64)];
+        for t in rows.0..rows.1 {
+            if t % 65536 == 0 {
+                cancel.check()?;
+            }
+            let (a, b) = row_bounds(indptr, t);
+            let (mut lo, mut hi) = (usize::MAX, 0usize);
+            for &i in &indices[a..b] {
+                let r = rank[i.to_usize().unwrap_or(0)];
+                if r != u32::MAX {
+                    let w = (r >> 6) as usize;
+                    words[w] |= 1u64 << (r & 63);
+                    lo = lo.min(w);
+                    hi = hi.max(w);
+                }
+            }
+            if lo <= hi {
+                for (w, word) in words.iter_mut().enumerate().take(hi + 1).skip(lo) {
+                    let mut bits = std::mem::take(word);
+                    while bits != 0 {
+                        items.push(((w as u32) << 6) | bits.trailing_zeros());
+                        bits &= bits - 1;
+                    }
+                }
+                off.push(items.len());
+            }
+        }
+    } else {
+        let mut stamp = vec![u32::MAX; n_ranks];
+        for t in rows.0..rows.1 {
+            if t % 65536 == 0 {
+                cancel.check()?;
+            }
+            let (a, b) = row_bounds(indptr, t);
+            let start = items.len();
+            for &i in &indices[a..b] {
+                let r = rank[i.to_usize().unwrap_or(0)];
+                if r != u32::MAX && stamp[r as usize] != t as u32 {
+                    stamp[r as usize] = t as u32;
+                    items.push(r);
+                }
+            }
+            if items.len() > start {
+                items[start..].sort_unstable();
+                off.push(items.len());
+            }
+        }
+    }
+    cancel.check()?;
+    Ok((off, items))
+}
+
+/// The columns of ranked rows: `col_paths[col_off[r]..col_off[r + 1]]` are
+/// the paths holding rank `r`, ascending. `support[r]` is the column length.
+fn rank_columns(paths: &Paths, support: &[u64]) -> (Vec<usize>, Vec<u32>) {
+    let mut col_off = Vec::with_capacity(support.len() + 1);
+    col_off.push(0usize);
+    for &c in support {
+        let last = *col_off.last().unwrap_or(&0);
+        col_off.push(last + c as usize);
+    }
+    let mut fill: Vec<usize> = col_off[..support.len()].to_vec();
+    let mut col_paths = vec![0u32; *col_off.last().unwrap_or(&0)];
+    for k in 0..paths.len() {
+        for &r in paths.get(k) {
+            let f = &mut fill[r as usize];
+            if let Some(slot) = col_paths.get_mut(*f) {
+                *slot = k as u32;
+            }
+            *f += 1;
+        }
+    }
+    (col_off, col_paths)
 }
 
 /// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
@@ -725,14 +1088,16 @@ impl Miner<'_> {
         j: usize,
         s: &mut Scratch,
         out: &mut Itemsets,
+        rows: Option<&TopRows>,
     ) -> Result<()> {
         self.cancel.check()?;
         let mut b = s.spare.pop().unwrap_or_default();
-        let result = self.mine_item_with(tree, global, j, s, out, &mut b);
+        let result = self.mine_item_with(tree, global, j, s, out, &mut b, rows);
         s.spare.push(b);
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn mine_item_with(
         &self,
         tree: &Tree,
@@ -741,18 +1106,23 @@ impl Miner<'_> {
         s: &mut Scratch,
         out: &mut Itemsets,
         b: &mut NodeBufs,
+        rows: Option<&TopRows>,
     ) -> Result<()> {
-        let sup = tree.support[j];
+        let sup = rows.map_or_else(|| tree.support[j], |r| r.support[j]);
         // Conditional supports of the items above j (only smaller ids).
         let cnt = &mut b.cnt;
         cnt.clear();
-        cnt.resize(j, 0);
-        for &v in tree.nodes_of(j) {
-            let w = tree.count[v as usize];
-            let mut u = tree.parent[v as usize];
-            while u != 0 {
-                cnt[tree.item[u as usize] as usize] += w;
-                u = tree.parent[u as usize];
+        if let Some(r) = rows {
+            cnt.extend(r.pairs[tri(j)..tri(j) + j].iter().map(|&c| c as u64));
+        } else {
+            cnt.resize(j, 0);
+            for &v in tree.nodes_of(j) {
+                let w = tree.count[v as usize];
+                let mut u = tree.parent[v as usize];
+                while u != 0 {
+                    cnt[tree.item[u as usize] as usize] += w;
+                    u = tree.parent[u as usize];
+                }
             }
         }
         let core_len = s.core.len();
@@ -779,18 +1149,32 @@ impl Miner<'_> {
             }
             let paths = &mut b.paths;
             paths.clear();
-            for &v in tree.nodes_of(j) {
-                let start = paths.items.len();
-                let mut u = tree.parent[v as usize];
-                while u != 0 {
-                    let l = local[tree.item[u as usize] as usize];
-                    if l != u32::MAX {
-                        paths.items.push(l);
+            if let Some(r) = rows {
+                // The rows holding j, cut before j (ranks ascend in a row).
+                for &pi in &r.col_paths[r.col_off[j]..r.col_off[j + 1]] {
+                    let row = r.paths.get(pi as usize);
+                    for &i in row.iter().take_while(|&&i| (i as usize) < j) {
+                        let l = local[i as usize];
+                        if l != u32::MAX {
+                            paths.items.push(l);
+                        }
                     }
-                    u = tree.parent[u as usize];
+                    paths.push_end(r.paths.w[pi as usize]);
                 }
-                paths.items[start..].reverse();
-                paths.push_end(tree.count[v as usize]);
+            } else {
+                for &v in tree.nodes_of(j) {
+                    let start = paths.items.len();
+                    let mut u = tree.parent[v as usize];
+                    while u != 0 {
+                        let l = local[tree.item[u as usize] as usize];
+                        if l != u32::MAX {
+                            paths.items.push(l);
+                        }
+                        u = tree.parent[u as usize];
+                    }
+                    paths.items[start..].reverse();
+                    paths.push_end(tree.count[v as usize]);
+                }
             }
             paths.sorted_order_into(&mut b.order, &mut b.runs);
             let cond = &mut b.cond;
@@ -817,7 +1201,7 @@ impl Miner<'_> {
                 return Ok(());
             }
             for k in (0..next_global.len()).rev() {
-                self.mine_item(cond, next_global, k, s, out)?;
+                self.mine_item(cond, next_global, k, s, out, None)?;
             }
             Ok(())
         });
@@ -995,7 +1379,14 @@ pub fn mine<O: Index, I: Index>(
             || Scratch::new(prep.root_pe.clone()),
             |s, j| -> Result<Itemsets> {
                 let mut part = Itemsets::new();
-                miner.mine_item(tree, miner.item_of_rank, j, s, &mut part)?;
+                miner.mine_item(
+                    tree,
+                    miner.item_of_rank,
+                    j,
+                    s,
+                    &mut part,
+                    prep.rows.as_ref(),
+                )?;
                 Ok(part)
             },
         )
@@ -1361,6 +1752,29 @@ mod tests {
     }
 
     #[test]
+    fn csr_of_dense_both_layouts() {
+        let c = Cancel::new();
+        // 3 transactions x 4 items.
+        let rows: [[u8; 4]; 3] = [[1, 0, 2, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
+        let rm: Vec<u8> = rows.iter().flatten().copied().collect();
+        let cm: Vec<u8> = (0..4)
+            .flat_map(|i| rows.iter().map(move |r| r[i]))
+            .collect();
+        let want = (vec![0i64, 2, 2, 5], vec![0u32, 2, 1, 2, 3]);
+        assert_eq!(csr_of_dense(&rm, 3, 4, false, &c).unwrap(), want);
+        assert_eq!(csr_of_dense(&cm, 3, 4, true, &c).unwrap(), want);
+        assert_eq!(
+            csr_of_dense(&[], 2, 0, false, &c).unwrap(),
+            (vec![0i64, 0, 0], vec![])
+        );
+        assert_eq!(
+            csr_of_dense(&[], 2, 0, true, &c).unwrap(),
+            (vec![0i64, 0, 0], vec![])
+        );
+        assert!(csr_of_dense(&rm, 4, 4, false, &c).is_err());
+    }
+
+    #[test]
     fn threshold_rule() {
         assert_eq!(min_count_for(0.07, 100).unwrap(), 7);
         assert_eq!(min_count_for(0.5, 3).unwrap(), 2);
@@ -1369,6 +1783,103 @@ mod tests {
         assert!(min_count_for(0.0, 10).is_err());
         assert!(min_count_for(1.5, 10).is_err());
         assert!(min_count_for(f64::NAN, 10).is_err());
+    }
+
+    #[test]
+    fn ranked_rows_bitmask_and_sort_agree_with_naive() {
+        let c = Cancel::new();
+        // Rank counts on both sides of BITMASK_MAX_RANKS; rows with
+        // duplicates, unranked items and empty rows.
+        // 70_000 rows: several fixed row chunks, mined in parallel.
+        for (seed, n_ranks, n_rows) in [
+            (1u64, 70usize, 200usize),
+            (2, 4096, 200),
+            (3, 4097, 200),
+            (4, 6000, 200),
+            (5, 70, 70_000),
+            (6, 5000, 70_000),
+        ] {
+            let m = n_ranks + 50;
+            let mut state = seed;
+            let mut next = move || {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as usize
+            };
+            let (mut indptr, mut idx) = (vec![0u64], Vec::new());
+            for _ in 0..n_rows {
+                for _ in 0..next() % 12 {
+                    let i = next() % m;
+                    idx.push(i as u32);
+                    if next() % 5 == 0 {
+                        idx.push(i as u32);
+                    }
+                }
+                indptr.push(idx.len() as u64);
+            }
+            // The first n_ranks items ranked by a permutation, the rest unranked.
+            let mut rank = vec![u32::MAX; m];
+            for (i, r) in rank.iter_mut().enumerate().take(n_ranks) {
+                *r = ((i * 31) % n_ranks) as u32;
+            }
+            let got = crate::parallel::pool(2)
+                .unwrap()
+                .install(|| ranked_rows(&indptr, &idx, &rank, n_ranks, 0, &c))
+                .unwrap();
+            let counts = crate::parallel::pool(2)
+                .unwrap()
+                .install(|| item_counts(&indptr, &idx, m, &c))
+                .unwrap();
+            let mut want_counts = vec![0u64; m];
+            let mut want: Vec<Vec<u32>> = Vec::new();
+            for t in 0..n_rows {
+                let mut items: Vec<u32> = idx[indptr[t] as usize..indptr[t + 1] as usize].to_vec();
+                items.sort_unstable();
+                items.dedup();
+                for &i in &items {
+                    want_counts[i as usize] += 1;
+                }
+                let mut row: Vec<u32> = idx[indptr[t] as usize..indptr[t + 1] as usize]
+                    .iter()
+                    .map(|&i| rank[i as usize])
+                    .filter(|&r| r != u32::MAX)
+                    .collect();
+                row.sort_unstable();
+                row.dedup();
+                if !row.is_empty() {
+                    want.push(row);
+                }
+            }
+            let got: Vec<Vec<u32>> = (0..got.len()).map(|k| got.get(k).to_vec()).collect();
+            assert_eq!(got, want, "n_ranks {n_ranks}");
+            assert_eq!(counts, want_counts, "n_ranks {n_ranks}");
+        }
+    }
+
+    #[test]
+    fn pair_matrix_and_tree_walk_agree_with_brute_force() {
+        // Sparse rows (little prefix sharing) take the pair matrix, dense
+        // ones the tree walk; both must give the brute-force answer.
+        let (mut with_pairs, mut without) = (0, 0);
+        for seed in 0..24u64 {
+            let m = 14;
+            let density = if seed % 2 == 0 { 0.06 } else { 0.85 };
+            let (indptr, idx) = random_db(seed, 300, m, density);
+            let c = Cancel::new();
+            for min_count in [1u64, 4, 30] {
+                let prep = prepare(&indptr, &idx, m, min_count, &c).unwrap();
+                if prep.rows.is_some() {
+                    with_pairs += 1;
+                } else {
+                    without += 1;
+                }
+                let want = brute(&indptr, &idx, m, min_count);
+                let all = mine(&indptr, &idx, m, params(min_count, Kind::All), &c).unwrap();
+                assert_eq!(as_map(&all), want, "seed {seed} min {min_count}");
+            }
+        }
+        assert!(with_pairs > 0 && without > 0, "{with_pairs} / {without}");
     }
 
     #[test]

@@ -58,6 +58,8 @@ mod _core {
     #[pymodule_export]
     use crate::fpgrowth::fp_count_itemsets;
     #[pymodule_export]
+    use crate::fpgrowth::fp_csr_of_dense;
+    #[pymodule_export]
     use crate::fpgrowth::{fp_frozensets, fp_make_transactions, fp_mine, fp_rules};
     #[pymodule_export]
     use crate::iforest::{
