@@ -463,7 +463,8 @@ def main() -> None:
         "that fresh process. pyfim omits an item present in every transaction, so its count may be lower "
         "there without disagreeing."
     )
-    out = REPO / "benches" / "results"
+    # run.py --full sends the results to benches/results/full/.
+    out = Path(os.environ.get("FERROMINE_BENCH_RESULTS", REPO / "benches" / "results"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "fpgrowth.json").write_text(json.dumps(
         {"reps": args.reps, "timeout_s": args.timeout, "budget_s": args.budget, "results": results,

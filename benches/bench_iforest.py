@@ -274,7 +274,8 @@ def main() -> None:
     for k, why in missing.items():
         print(f"\n{k}: missing ({why})")
     scaling = _scaling(libs, mode)
-    out = ROOT / "benches" / "results" / "iforest.json"
+    # run.py --full sends the results to benches/results/full/.
+    out = Path(os.environ.get("FERROMINE_BENCH_RESULTS", ROOT / "benches" / "results")) / "iforest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": THREADS},

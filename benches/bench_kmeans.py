@@ -307,7 +307,8 @@ def main():
         if threads["cores_used"][-1] < 0.8 * threads["x"][-1]:
             print(f"note: the {threads['x'][-1]}-thread runs got {threads['cores_used'][-1]:.2f} cores (machine shared): "
                   "their wall time does not measure scaling")
-    out = Path(__file__).resolve().parent / "results" / "kmeans.json"
+    # run.py --full sends the results to benches/results/full/.
+    out = Path(os.environ.get("FERROMINE_BENCH_RESULTS", Path(__file__).resolve().parent / "results")) / "kmeans.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()},
