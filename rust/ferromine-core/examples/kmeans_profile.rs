@@ -6,9 +6,10 @@
 //! - `pp`: greedy k-means++ seeding, n = 100k, d = 16, k = 8, 64, 256.
 //!
 //! Shape overrides: KM_N rows (default 100k), KM_REPS repetitions (best is printed).
+use ferromine_core::error::Result;
 use ferromine_core::kmeans::{column_stats, kmeans_plusplus, lloyd, lloyd_pass, Float, SplitMix64};
 use ferromine_core::parallel::run_in_pool;
-use ferromine_core::Cancel;
+use ferromine_core::{Cancel, CoreError};
 use ndarray::Array2;
 
 fn env(k: &str, v: usize) -> usize {
@@ -42,7 +43,7 @@ fn cpu_s() -> f64 {
 
 /// Best of KM_REPS timings of `f` in a KM_T-thread pool: CPU seconds of the
 /// pool thread when single-threaded, else wall seconds.
-fn time_it<R: Send>(f: &(dyn Fn() -> R + Sync)) -> (f64, R) {
+fn time_it<R: Send>(f: &(dyn Fn() -> Result<R> + Sync)) -> Result<(f64, R)> {
     let threads = env("KM_T", 1);
     let mut best = f64::INFINITY;
     let mut out = None;
@@ -56,12 +57,12 @@ fn time_it<R: Send>(f: &(dyn Fn() -> R + Sync)) -> (f64, R) {
                 w0.elapsed().as_secs_f64()
             };
             (t, r)
-        })
-        .expect("pool");
+        })?;
         best = best.min(t);
-        out = Some(r);
+        out = Some(r?);
     }
-    (best, out.expect("at least one repetition"))
+    let out = out.ok_or_else(|| CoreError::invalid("KM_REPS must be at least 1"))?;
+    Ok((best, out))
 }
 
 /// Blobs-like data: `m` centres in a 40-wide box plus uniform noise, offset
@@ -74,67 +75,66 @@ fn data<T: Float>(n: usize, d: usize, m: usize) -> Array2<T> {
     })
 }
 
-fn fit<T: Float>(name: &str, d: usize, k: usize) {
+fn fit<T: Float>(name: &str, d: usize, k: usize) -> Result<()> {
     let n = env("KM_N", 100_000);
     let x = data::<T>(n, d, k.max(8));
     let init: Vec<T> = (0..k).flat_map(|j| x.row(j * 97).to_vec()).collect();
     let cancel = Cancel::new();
-    let (shift, _) = column_stats(&x.view(), &cancel).expect("stats");
-    let (t, it) = time_it(&|| {
-        lloyd(&x.view(), None, &init, k, &shift, 20, 0.0, &cancel)
-            .expect("lloyd")
-            .n_iter
-    });
+    let (shift, _) = column_stats(&x.view(), &cancel)?;
+    let (t, it) =
+        time_it(&|| Ok(lloyd(&x.view(), None, &init, k, &shift, 20, 0.0, &cancel)?.n_iter))?;
     println!(
         "fit {name} d={d} k={k}: {:.1} ms ({it} iterations), {:.1} GFLOP/s",
         t * 1e3,
         2.0 * (it * n * k * d) as f64 / t / 1e9
     );
+    Ok(())
 }
 
-fn pass<T: Float>(name: &str, d: usize, k: usize) {
+fn pass<T: Float>(name: &str, d: usize, k: usize) -> Result<()> {
     let n = env("KM_N", 100_000);
     let mut r = SplitMix64::new(1, 0);
     let x = Array2::from_shape_fn((n, d), |_| T::from_f64(r.uniform()));
     let c: Vec<f64> = (0..k * d).map(|_| r.uniform()).collect();
     let cancel = Cancel::new();
     let zeros = vec![0.0; d];
-    let run = |update: bool| {
-        time_it(&|| {
+    let run = |update: bool| -> Result<f64> {
+        let (t, _) = time_it(&|| {
             let mut labels = vec![0i32; n];
-            lloyd_pass(&x.view(), None, &zeros, &c, k, &mut labels, update, &cancel)
-                .expect("pass")
-                .weights
-                .len()
-        })
-        .0
+            Ok(
+                lloyd_pass(&x.view(), None, &zeros, &c, k, &mut labels, update, &cancel)?
+                    .weights
+                    .len(),
+            )
+        })?;
+        Ok(t)
     };
-    let (s, s2) = (run(true), run(false));
+    let (s, s2) = (run(true)?, run(false)?);
     println!(
         "pass {name} d={d} k={k}: {:.2} ms ({:.1} GFLOP/s), argmin only {:.2} ms",
         s * 1e3,
         2.0 * (n * k * d) as f64 / s / 1e9,
         s2 * 1e3
     );
+    Ok(())
 }
 
-fn plusplus<T: Float>(name: &str, d: usize, k: usize) {
+fn plusplus<T: Float>(name: &str, d: usize, k: usize) -> Result<()> {
     let n = env("KM_N", 100_000);
     let x = data::<T>(n, d, k.max(8));
     let cancel = Cancel::new();
-    let (shift, _) = column_stats(&x.view(), &cancel).expect("stats");
+    let (shift, _) = column_stats(&x.view(), &cancel)?;
     let trials = 2 + (k as f64).ln() as usize;
-    let (t, idx) = time_it(&|| {
-        kmeans_plusplus(&x.view(), None, k, trials, &shift, 3, 0, &cancel).expect("k-means++")
-    });
+    let (t, idx) = time_it(&|| kmeans_plusplus(&x.view(), None, k, trials, &shift, 3, 0, &cancel))?;
     println!(
         "k-means++ {name} d={d} k={k}: {:.2} ms (first picks {:?})",
         t * 1e3,
-        &idx[..3]
+        &idx[..idx.len().min(3)]
     );
+    Ok(())
 }
 
-fn main() {
+fn main() -> Result<()> {
     let what = std::env::args().nth(1).unwrap_or_else(|| "fit".into());
     let sel = std::env::args().nth(2).unwrap_or_default();
     let want = |t: &str, d: usize, k: usize| {
@@ -160,7 +160,8 @@ fn main() {
                 ("pp", _) => plusplus::<f64>(t, d, k),
                 (_, "f32") => fit::<f32>(t, d, k),
                 (_, _) => fit::<f64>(t, d, k),
-            }
+            }?;
         }
     }
+    Ok(())
 }
