@@ -929,48 +929,29 @@ fn rank_columns(paths: &Paths, support: &[u64]) -> (Vec<usize>, Vec<u32>) {
     (col_off, col_paths)
 }
 
-/// Number of itemsets `core ∪ S` with `S ⊆ pe`, `|core ∪ S| <= max_len`
-/// and nonempty, saturating.
-fn class_size(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
+/// The class `core ∪ S` for `S ⊆ pe` with `|core ∪ S| <= max_len`, nonempty:
+/// its number of itemsets and their total number of items
+/// (`sum_k C(n_pe, k) * (core_len + k)`), both saturating.
+fn class_totals(core_len: usize, n_pe: usize, max_len: usize) -> (u64, u64) {
     if core_len > max_len {
-        return 0;
+        return (0, 0);
     }
     let kmax = n_pe.min(max_len - core_len);
-    let mut total: u128 = 0;
+    let (mut sets, mut items): (u128, u128) = (0, 0);
     let mut binom: u128 = 1; // C(n_pe, k)
     for k in 0..=kmax {
         if k > 0 {
             binom = binom * (n_pe - k + 1) as u128 / k as u128;
         }
         if core_len + k > 0 {
-            total = total.saturating_add(binom);
+            sets = sets.saturating_add(binom);
         }
-        if total > u64::MAX as u128 {
-            return u64::MAX;
-        }
-    }
-    total as u64
-}
-
-/// Total number of items over the itemsets counted by [`class_size`],
-/// saturating: `sum_k C(n_pe, k) * (core_len + k)`.
-fn class_items(core_len: usize, n_pe: usize, max_len: usize) -> u64 {
-    if core_len > max_len {
-        return 0;
-    }
-    let kmax = n_pe.min(max_len - core_len);
-    let mut total: u128 = 0;
-    let mut binom: u128 = 1; // C(n_pe, k)
-    for k in 0..=kmax {
-        if k > 0 {
-            binom = binom * (n_pe - k + 1) as u128 / k as u128;
-        }
-        total = total.saturating_add(binom.saturating_mul((core_len + k) as u128));
-        if total > u64::MAX as u128 {
-            return u64::MAX;
+        items = items.saturating_add(binom.saturating_mul((core_len + k) as u128));
+        if sets > u64::MAX as u128 {
+            return (u64::MAX, u64::MAX);
         }
     }
-    total as u64
+    (sets as u64, items.min(u64::MAX as u128) as u64)
 }
 
 struct Miner<'a> {
@@ -1038,7 +1019,7 @@ impl Miner<'_> {
     fn emit(&self, s: &mut Scratch, support: u64, leaf: bool, out: &mut Itemsets) -> Result<()> {
         match self.p.kind {
             Kind::All => {
-                let n = class_size(s.core.len(), s.pe.len(), self.max_len);
+                let (n, n_items) = class_totals(s.core.len(), s.pe.len(), self.max_len);
                 if n == 0 {
                     return Ok(());
                 }
@@ -1050,7 +1031,6 @@ impl Miner<'_> {
                 let room = self.max_len.saturating_sub(s.core.len()).min(s.pe.len());
                 // Exact room for the class (one growth step, not several);
                 // a huge class just grows as it goes.
-                let n_items = class_items(s.core.len(), s.pe.len(), self.max_len);
                 if n_items <= 1 << 26 {
                     let _ = out.items.try_reserve(n_items as usize);
                     let _ = out.offsets.try_reserve(n as usize);
