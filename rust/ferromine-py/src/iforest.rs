@@ -4,12 +4,8 @@ use ferromine_core::iforest::{self, ForestArrays, GrowParams};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use ferromine_core::CoreError;
-
-use crate::errors::{panic_message, to_pyerr};
-use crate::run::{run, threads};
+use crate::errors::to_pyerr;
+use crate::run::{run, run_here, threads};
 
 /// Rows x trees below which scoring runs on the calling thread (about a
 /// millisecond of work).
@@ -175,6 +171,7 @@ impl PackedForest {
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         offsets: PyReadonlyArray1<'_, i64>,
         feature: PyReadonlyArray1<'_, i32>,
         threshold: PyReadonlyArray1<'_, f64>,
@@ -194,14 +191,9 @@ impl PackedForest {
             &missing_go_to_left,
             &value,
         )?;
-        let packed = catch_unwind(AssertUnwindSafe(|| iforest::pack(&arrays, n_features)))
-            .unwrap_or_else(|p| {
-                Err(CoreError::Internal(format!(
-                    "panic: {}",
-                    panic_message(&*p)
-                )))
-            })
-            .map_err(to_pyerr)?;
+        // Packing takes a millisecond or two on a default forest: off the GIL,
+        // behind the same panic boundary as every kernel.
+        let packed = run(py, 1, |_| iforest::pack(&arrays, n_features))?;
         Ok(PackedForest { packed })
     }
 
@@ -233,18 +225,11 @@ pub fn iforest_score<'py>(
         // A small batch is done before a pool thread would wake up: score
         // it here (still panic-safe), without the pool's hand-off cost.
         with_rows!(&x, view => {
-            let out = catch_unwind(AssertUnwindSafe(|| {
+            run_here(|| {
                 let mut sums = iforest::path_length_sums_serial(view, packed)?;
                 iforest::scores_from_sums(&mut sums, packed.n_trees(), max_samples);
                 Ok(sums)
-            }))
-            .unwrap_or_else(|p| {
-                Err(CoreError::Internal(format!(
-                    "panic: {}",
-                    panic_message(&*p)
-                )))
-            });
-            out.map_err(to_pyerr)?
+            })?
         })
     } else {
         with_rows!(&x, view => run(py, threads(n_threads), |cancel| {

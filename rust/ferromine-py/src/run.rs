@@ -10,6 +10,24 @@ use pyo3::prelude::*;
 
 use crate::errors::{panic_message, to_pyerr};
 
+/// `kernel()`, with a panic turned into `CoreError::Internal` (never an
+/// unwind across the FFI boundary, never an abort).
+fn no_panic<T>(kernel: impl FnOnce() -> Result<T, CoreError>) -> Result<T, CoreError> {
+    catch_unwind(AssertUnwindSafe(kernel)).unwrap_or_else(|p| {
+        Err(CoreError::Internal(format!(
+            "panic: {}",
+            panic_message(&*p)
+        )))
+    })
+}
+
+/// Run a short `kernel` on the calling thread, GIL held: for work smaller
+/// than the pool's hand-off (a few rows). Panic-safe like [`run`]; not
+/// interruptible, so keep it to calls of well under a millisecond.
+pub fn run_here<T>(kernel: impl FnOnce() -> Result<T, CoreError>) -> PyResult<T> {
+    no_panic(kernel).map_err(to_pyerr)
+}
+
 /// How often the waiting caller checks for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
@@ -33,12 +51,7 @@ where
         let result = pool.in_place_scope(|scope| {
             let cancel = &cancel;
             scope.spawn(move |_| {
-                let out = catch_unwind(AssertUnwindSafe(|| kernel(cancel))).unwrap_or_else(|p| {
-                    Err(CoreError::Internal(format!(
-                        "panic: {}",
-                        panic_message(&*p)
-                    )))
-                });
+                let out = no_panic(|| kernel(cancel));
                 // The receiver lives until the scope ends; a failed send means
                 // nobody is waiting any more.
                 let _ = tx.send(out);
