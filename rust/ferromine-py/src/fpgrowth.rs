@@ -211,25 +211,24 @@ pub fn fp_frozensets<'py>(
             return Err(PyValueError::new_err("fewer labels than item ids"));
         }
     }
-    // One element object per item id that occurs (not per id of the whole
-    // vocabulary: a few frequent items of a 16k-item set should not cost 16k
-    // objects).
-    let mut used = vec![false; n_ids];
+    // One element object per item id that occurs, in a compact list indexed
+    // through `slot` (a vocabulary of 16k items with 100 frequent ones should
+    // not cost 16k objects or 16k-entry tables of objects).
+    let mut slot = vec![u32::MAX; n_ids];
+    let mut objects: Vec<Bound<'py, PyAny>> = Vec::new();
     for &i in items {
-        used[i as usize] = true;
-    }
-    let mut objects: Vec<Option<Bound<'py, PyAny>>> = Vec::with_capacity(n_ids);
-    for (i, &u) in used.iter().enumerate() {
-        objects.push(match (&labels, u) {
-            (_, false) => None,
-            (Some(l), true) => Some(l.get_item(i)?),
-            (None, true) => Some(PyInt::new(py, i as u64).into_any()),
-        });
+        let s = &mut slot[i as usize];
+        if *s == u32::MAX {
+            *s = objects.len() as u32;
+            objects.push(match &labels {
+                Some(l) => l.get_item(i as usize)?,
+                None => PyInt::new(py, i as u64).into_any(),
+            });
+        }
     }
     // SAFETY: a plain query on live objects.
     let untrack = objects
         .iter()
-        .flatten()
         .all(|o| unsafe { ffi::PyObject_GC_IsTracked(o.as_ptr()) } == 0);
     let n = offsets.len().saturating_sub(1);
     let _paused = GcPause::new();
@@ -268,9 +267,8 @@ pub fn fp_frozensets<'py>(
         }
         let set = match from {
             Some((t, extra)) => {
-                let Some(obj) = &objects[extra as usize] else {
-                    return Err(PyValueError::new_err("item id without an element object"));
-                };
+                // Every id of `items` has its object (filled above).
+                let obj = &objects[slot[extra as usize] as usize];
                 if cur.len() == 5 {
                     // A 4-item copy sits in the inline table and the 5th add
                     // resizes to 32 slots; via a scratch set, the final copy
@@ -305,10 +303,8 @@ pub fn fp_frozensets<'py>(
                     Bound::from_owned_ptr_or_err(py, ffi::PyFrozenSet_New(std::ptr::null_mut()))?
                 };
                 for &id in cur {
-                    // Every id in `items` has its object (filled above).
-                    let Some(obj) = &objects[id as usize] else {
-                        return Err(PyValueError::new_err("item id without an element object"));
-                    };
+                    // Every id of `items` has its object (filled above).
+                    let obj = &objects[slot[id as usize] as usize];
                     if unsafe { ffi::PySet_Add(set.as_ptr(), obj.as_ptr()) } != 0 {
                         return Err(PyErr::fetch(py));
                     }
