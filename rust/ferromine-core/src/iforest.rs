@@ -1094,37 +1094,186 @@ pub fn pack(f: &ForestArrays<'_>, n_features: usize) -> Result<Packed> {
 }
 
 // ---------------------------------------------------------------------------
-// Scoring shallow forests: implicit complete trees.
+// Scoring shallow forests: implicit complete trees over integer keys.
 //
-// Every tree is stored as a complete binary tree of the forest's depth `D`
-// (slot `i` has children `2i + 1` and `2i + 2`). A leaf above depth `D` is
-// continued by "always left" slots (threshold +inf, NaN left), so every row
-// takes exactly `D` steps with no loop exit and no child index to load; the
-// `2^D` slots past the last level index a table of the real leaves' values.
-// It ends in the same leaf as the node walk, so the sums are bit-identical.
+// Every tree is stored as a complete binary tree of the forest's depth `D`,
+// numbered from 1 (slot `i` has children `2i` and `2i + 1`). A leaf above
+// depth `D` is continued by "always left" slots (threshold +inf), so every
+// row takes exactly `D` steps with no loop exit and no child index to load;
+// slot `i` reached after the last level is leaf `i - 2^D` in a table of the
+// real leaves' values. It ends in the same leaf as the node walk, so the sums
+// are bit-identical.
+//
+// Values and thresholds are compared as order-reversing unsigned integer
+// keys ([`key32`], [`key64`]), so a step is four instructions: load the
+// slot's feature, load the row's key of it, compare that with the slot's key
+// (carry: the key is below, i.e. the value above the threshold) and take
+// `i = 2i + carry`. Rows are walked in transposed blocks of [`BLOCK`]
+// (feature-major), so a row's value sits at a fixed offset from its block
+// and needs no register of its own: the block's 12 walks, its two pointers
+// and one scratch register fill the 15 general registers, and 12 walks in
+// flight hide most of a step's latency (two dependent loads).
 
 /// Deepest forest scored this way: `2^D` slots per tree stay in L1.
 const IMPLICIT_MAX_DEPTH: u32 = 10;
 
-/// Rows walked through a tree side by side in the implicit layout.
-const ILANES: usize = 16;
+/// Rows per block of a transposed tile: walked side by side.
+const BLOCK: usize = 12;
 
-/// A split slot: `x > thr` goes right. `thr` in the input's own type.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
-struct Slot<E> {
-    thr: E,
-    feat: u32,
+/// An order-reversing key of a float: for floats `a`, `b` not NaN, `a > b`
+/// exactly when `key(a) < key(b)` (-0.0 and +0.0 share a key). NaN gets the
+/// largest key, which is below no threshold's key, so it goes left at every
+/// split, as in the node walk; that key also marks it for NaN-goes-right
+/// slots.
+fn key32(x: f32) -> u32 {
+    if x.is_nan() {
+        return u32::MAX;
+    }
+    let b = (x + 0.0).to_bits(); // -0.0 + 0.0 = +0.0
+    if b >> 31 == 1 {
+        b
+    } else {
+        !(b | 1 << 31)
+    }
+}
+
+/// [`key32`] for f64.
+fn key64(x: f64) -> u64 {
+    if x.is_nan() {
+        return u64::MAX;
+    }
+    let b = (x + 0.0).to_bits();
+    if b >> 63 == 1 {
+        b
+    } else {
+        !(b | 1 << 63)
+    }
+}
+
+/// A key type the walk compares.
+trait Key: Copy + Default + Ord + Send + Sync {
+    /// The key of NaN.
+    fn is_nan_key(self) -> bool;
+    /// The feature offset stored in a slot word.
+    fn feat(self) -> usize;
+    /// Per tree `2N` words: the slots' feature offsets (feature times
+    /// [`BLOCK`]), then their threshold keys.
+    fn slots(im: &Implicit) -> &[Self];
+    /// One level of the walk of a block's rows (NaN left).
+    ///
+    /// # Safety
+    /// `slots` holds one tree's `2N` words; each `at` is below `N`; `blk`
+    /// holds at least `feat + BLOCK` keys for each slot's `feat`.
+    unsafe fn level<const N: usize>(slots: &[Self], blk: &[Self], at: &mut [u64; BLOCK]);
+}
+
+impl Key for u64 {
+    #[inline(always)]
+    fn is_nan_key(self) -> bool {
+        self == u64::MAX
+    }
+    #[inline(always)]
+    fn feat(self) -> usize {
+        self as usize
+    }
+    fn slots(im: &Implicit) -> &[u64] {
+        &im.slots64
+    }
+    #[inline(always)]
+    unsafe fn level<const N: usize>(slots: &[u64], blk: &[u64], at: &mut [u64; BLOCK]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (s, b) = (slots.as_ptr(), blk.as_ptr());
+            lanes!(
+                "mov {f:e}, dword ptr [{s} + {i}*8]",
+                "mov {f}, qword ptr [{b} + {f}*8 + {off}]",
+                "cmp {f}, qword ptr [{s} + {i}*8 + {thr}]",
+                s, b, at, 8, 8 * N
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        level_rust::<u64, N>(slots, blk, at);
+    }
+}
+
+impl Key for u32 {
+    #[inline(always)]
+    fn is_nan_key(self) -> bool {
+        self == u32::MAX
+    }
+    #[inline(always)]
+    fn feat(self) -> usize {
+        self as usize
+    }
+    fn slots(im: &Implicit) -> &[u32] {
+        &im.slots32
+    }
+    #[inline(always)]
+    unsafe fn level<const N: usize>(slots: &[u32], blk: &[u32], at: &mut [u64; BLOCK]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (s, b) = (slots.as_ptr(), blk.as_ptr());
+            lanes!(
+                "mov {f:e}, dword ptr [{s} + {i}*4]",
+                "mov {f:e}, dword ptr [{b} + {f}*4 + {off}]",
+                "cmp {f:e}, dword ptr [{s} + {i}*4 + {thr}]",
+                s, b, at, 4, 4 * N
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        level_rust::<u32, N>(slots, blk, at);
+    }
+}
+
+/// One level for each of a block's rows, as three instructions given and
+/// `i = 2i + carry`. Written out because LLVM's SLP vectorizer otherwise
+/// packs the rows' slots into vector registers and moves each one out and
+/// back in at every level (three times the instructions).
+#[cfg(target_arch = "x86_64")]
+macro_rules! lanes {
+    ($feat:literal, $key:literal, $cmp:literal, $s:expr, $b:expr, $at:expr, $size:literal, $thr:expr) => {
+        lanes!(@ $feat, $key, $cmp, $s, $b, $at, $size, $thr, [0 1 2 3 4 5 6 7 8 9 10 11])
+    };
+    (@ $feat:literal, $key:literal, $cmp:literal, $s:expr, $b:expr, $at:expr, $size:literal, $thr:expr, [$($l:literal)*]) => {
+        $(
+            std::arch::asm!(
+                $feat,
+                $key,
+                $cmp,
+                "adc {i:e}, {i:e}",
+                i = inout(reg) $at[$l],
+                s = in(reg) $s,
+                b = in(reg) $b,
+                f = out(reg) _,
+                off = const $size * $l,
+                thr = const $thr,
+                options(pure, readonly, nostack),
+            );
+        )*
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use lanes;
+
+/// [`Key::level`] in plain Rust (other targets).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn level_rust<K: Key, const N: usize>(slots: &[K], blk: &[K], at: &mut [u64; BLOCK]) {
+    for (lane, a) in at.iter_mut().enumerate() {
+        let i = *a as usize;
+        *a = 2 * *a + (blk[slots[i].feat() + lane] < slots[N + i]) as u64;
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Implicit {
     depth: u32,
-    /// `2^depth` slots per tree (the last one unused), tree after tree.
-    s64: Vec<Slot<f64>>,
-    /// The same slots for float32 rows (thresholds rounded down, see
+    /// Per tree `2^depth` feature offsets then `2^depth` threshold keys
+    /// (slot 0 unused), for f64 rows.
+    slots64: Vec<u64>,
+    /// The same for float32 rows (thresholds rounded down first, see
     /// [`round_down_f32`]).
-    s32: Vec<Slot<f32>>,
+    slots32: Vec<u32>,
     /// Per slot: 1 when NaN goes right.
     nan_right: Vec<u8>,
     any_nan_right: bool,
@@ -1161,15 +1310,16 @@ impl Implicit {
     /// Lay the packed trees out as complete trees, or `None` when too deep.
     fn build(p: &Packed) -> Option<Implicit> {
         let depth = p.trees.iter().map(|t| t.1).max()?;
-        if depth > IMPLICIT_MAX_DEPTH {
+        // Feature offsets (feature times BLOCK) are stored in a u32.
+        if depth > IMPLICIT_MAX_DEPTH || p.n_features > (u32::MAX as usize) / BLOCK {
             return None;
         }
         let n = 1usize << depth;
         let t = p.trees.len();
         let mut im = Implicit {
             depth,
-            s64: vec![Slot::default(); n * t],
-            s32: vec![Slot::default(); n * t],
+            slots64: vec![0; 2 * n * t],
+            slots32: vec![0; 2 * n * t],
             nan_right: vec![0; n * t],
             any_nan_right: false,
             leaf: vec![0.0; n * t],
@@ -1179,12 +1329,12 @@ impl Implicit {
         let mut stack: Vec<(usize, usize, u32)> = Vec::with_capacity(2 * depth as usize + 2);
         for (k, &(root, _)) in p.trees.iter().enumerate() {
             let base = k * n;
-            stack.push((root as usize, 0, 0));
+            stack.push((root as usize, 1, 0));
             while let Some((node, slot, level)) = stack.pop() {
                 let nd = p.nodes.get(node)?;
                 if level == depth {
                     // A node at the forest's depth is a leaf of its tree.
-                    im.leaf[base + slot - (n - 1)] = *p.values.get(node)?;
+                    im.leaf[base + slot - n] = *p.values.get(node)?;
                     continue;
                 }
                 let is_leaf = nd.next as usize == node;
@@ -1195,151 +1345,136 @@ impl Implicit {
                     let l = nd.next as usize;
                     (nd.threshold, nd.feature & !NAN_RIGHT, nr, l, l + 1)
                 };
-                im.s64[base + slot] = Slot { thr, feat };
-                im.s32[base + slot] = Slot {
-                    thr: round_down_f32(thr),
-                    feat,
-                };
+                let off = feat * BLOCK as u32;
+                im.slots64[2 * base + slot] = off as u64;
+                im.slots64[2 * base + n + slot] = key64(thr);
+                im.slots32[2 * base + slot] = off;
+                im.slots32[2 * base + n + slot] = key32(round_down_f32(thr));
                 im.nan_right[base + slot] = nr;
                 im.max_feat = im.max_feat.max(feat);
                 im.any_nan_right |= nr != 0;
-                stack.push((r, 2 * slot + 2, level + 1));
-                stack.push((l, 2 * slot + 1, level + 1));
+                stack.push((r, 2 * slot + 1, level + 1));
+                stack.push((l, 2 * slot, level + 1));
             }
         }
         Some(im)
     }
 }
 
-/// A number the implicit walk compares.
-trait Elem: Copy + PartialOrd + Send + Sync {
-    fn nan(self) -> bool;
-    fn slots(im: &Implicit) -> &[Slot<Self>];
-}
-impl Elem for f64 {
-    #[inline(always)]
-    fn nan(self) -> bool {
-        self.is_nan()
-    }
-    fn slots(im: &Implicit) -> &[Slot<f64>] {
-        &im.s64
-    }
-}
-impl Elem for f32 {
-    #[inline(always)]
-    fn nan(self) -> bool {
-        self.is_nan()
-    }
-    fn slots(im: &Implicit) -> &[Slot<f32>] {
-        &im.s32
-    }
-}
-
-/// Walk `ILANES` rows (offsets into `x`) through one complete tree of `N`
-/// slots; return each row's leaf (0..N). `NAN`: honour NaN-goes-right slots
-/// (without it NaN goes left everywhere, right for rows free of NaN or
-/// forests without such slots).
-#[inline(always)]
-fn walk_implicit<E: Elem, const N: usize, const NAN: bool>(
-    slots: &[Slot<E>; N],
-    nan_right: &[u8; N],
-    x: &[E],
-    offs: &[usize; ILANES],
-) -> [usize; ILANES] {
-    // u32 slots: LLVM keeps the lanes' state in registers (with usize it
-    // spilled them, and a step cost twice as much).
-    let mut at = [0u32; ILANES];
-    for _ in 0..N.trailing_zeros() {
-        for lane in 0..ILANES {
-            // Below N - 1 before the last step; the mask proves it in range.
-            let i = at[lane] as usize & (N - 1);
-            let s = slots[i];
-            debug_assert!(offs[lane] + (s.feat as usize) < x.len());
-            // SAFETY: `score_implicit_n` checked that every lane's row lies in
-            // `x` and that no slot reads a feature at or past `d`; a checked
-            // load costs a compare and a branch on each of a row's ~800 steps.
-            let v = unsafe { *x.get_unchecked(offs[lane] + s.feat as usize) };
-            let mut right = (v > s.thr) as usize;
-            if NAN {
-                right |= v.nan() as usize & nan_right[i] as usize;
-            }
-            at[lane] = (2 * i + 1 + right) as u32;
-        }
-    }
-    at.map(|a| (a as usize).wrapping_sub(N - 1) & (N - 1))
-}
-
-/// Add the path length of rows `r0..r0 + acc.len()` of the row-major `x`
-/// (`d` values a row) in every tree, in tree order, to `acc`.
-fn score_implicit_n<E: Elem, const N: usize>(
-    im: &Implicit,
+/// Copy rows `r0..r0 + rows` of the row-major `x` (`d` values a row) as keys
+/// into blocks of [`BLOCK`] rows stored feature-major (`out[b][f][lane]`): a
+/// walk reads lane `l`'s feature `f` at offset `f * BLOCK + l` of its block.
+/// A short last block repeats its last row.
+fn transpose_blocks<E: Copy, K: Copy + Default>(
     x: &[E],
     d: usize,
     r0: usize,
-    acc: &mut [f64],
+    rows: usize,
+    key: impl Fn(E) -> K,
+    out: &mut Vec<K>,
 ) -> Result<()> {
-    let rows = acc.len();
-    if rows == 0 {
-        return Ok(());
+    if x.len() < (r0 + rows) * d {
+        return Err(CoreError::Internal("tile outside the data".into()));
     }
-    let span = x
-        .get(r0 * d..(r0 + rows) * d)
-        .ok_or_else(|| CoreError::Internal("tile outside the data".into()))?;
-    // What makes the unchecked loads in `walk_implicit` sound.
-    if im.max_feat as usize >= d {
-        return Err(CoreError::Internal(
-            "the forest reads a feature past the row".into(),
-        ));
-    }
-    let nan = im.any_nan_right && span.iter().any(|v| v.nan());
-    let bad = || CoreError::Internal("implicit forest layout".into());
-    let slots = E::slots(im);
-    for ((s, nr), leaf) in slots
-        .chunks_exact(N)
-        .zip(im.nan_right.chunks_exact(N))
-        .zip(im.leaf.chunks_exact(N))
-    {
-        let s: &[Slot<E>; N] = s.try_into().map_err(|_| bad())?;
-        let nr: &[u8; N] = nr.try_into().map_err(|_| bad())?;
-        let leaf: &[f64; N] = leaf.try_into().map_err(|_| bad())?;
-        let mut start = 0;
-        while start < rows {
-            let width = ILANES.min(rows - start);
-            let offs: [usize; ILANES] =
-                std::array::from_fn(|l| (r0 + start + l.min(width - 1)) * d);
-            let at = if nan {
-                walk_implicit::<E, N, true>(s, nr, x, &offs)
-            } else {
-                walk_implicit::<E, N, false>(s, nr, x, &offs)
-            };
-            for (a, &pos) in acc[start..start + width].iter_mut().zip(&at) {
-                *a += leaf[pos];
+    let nb = rows.div_ceil(BLOCK);
+    out.clear();
+    out.resize(nb * d * BLOCK, K::default());
+    for (b, blk) in out.chunks_exact_mut(d * BLOCK).enumerate() {
+        for l in 0..BLOCK {
+            let r = r0 + (b * BLOCK + l).min(rows - 1);
+            let row = &x[r * d..(r + 1) * d];
+            for (dst, &v) in blk.chunks_exact_mut(BLOCK).zip(row) {
+                dst[l] = key(v);
             }
-            start += width;
         }
     }
     Ok(())
 }
 
-fn score_implicit<E: Elem>(
+/// Walk a transposed block's rows through one tree's `N` slots (`2N`
+/// words), honouring NaN-goes-right slots: the rare case, in plain Rust,
+/// bounds-checked.
+fn walk_block_nan<K: Key, const N: usize>(
+    slots: &[K],
+    nan_right: &[u8],
+    blk: &[K],
+    at: &mut [u64; BLOCK],
+) {
+    for _ in 0..N.trailing_zeros() {
+        for (lane, a) in at.iter_mut().enumerate() {
+            let i = *a as usize;
+            let v = blk[slots[i].feat() + lane];
+            let right = (v < slots[N + i]) | (v.is_nan_key() & (nan_right[i] != 0));
+            *a = 2 * *a + right as u64;
+        }
+    }
+}
+
+/// Add the path length in every tree, in tree order, of the `acc.len()`
+/// rows held as keys in the transposed blocks `t` (`d` features) to `acc`.
+fn score_blocks<K: Key, const N: usize>(
     im: &Implicit,
-    x: &[E],
+    t: &[K],
     d: usize,
-    r0: usize,
     acc: &mut [f64],
 ) -> Result<()> {
+    let rows = acc.len();
+    let bl = d * BLOCK;
+    if rows == 0 || bl == 0 {
+        return Ok(());
+    }
+    let slots = K::slots(im);
+    // What makes the unchecked loads in `Key::level` sound.
+    if im.max_feat as usize >= d
+        || t.len() != rows.div_ceil(BLOCK) * bl
+        || N != 1 << im.depth
+        || slots.len() != 2 * im.leaf.len()
+        || im.leaf.len() % N != 0
+        || im.nan_right.len() != im.leaf.len()
+    {
+        return Err(CoreError::Internal("implicit forest layout".into()));
+    }
+    let nan = im.any_nan_right && t.iter().any(|v| v.is_nan_key());
+    for ((s, nr), leaf) in slots
+        .chunks_exact(2 * N)
+        .zip(im.nan_right.chunks_exact(N))
+        .zip(im.leaf.chunks_exact(N))
+    {
+        for (blk, acc) in t.chunks_exact(bl).zip(acc.chunks_mut(BLOCK)) {
+            let mut at = [1u64; BLOCK];
+            if nan {
+                walk_block_nan::<K, N>(s, nr, blk, &mut at);
+            } else {
+                for _ in 0..N.trailing_zeros() {
+                    // SAFETY: a walk starts at slot 1 and a level takes slot
+                    // i to 2i or 2i + 1, so before each of the `depth` levels
+                    // every slot is below 2^depth = N; `s` is one tree's 2N
+                    // words; the checks above put every slot's column, plus
+                    // BLOCK lanes, inside the block.
+                    unsafe { K::level::<N>(s, blk, &mut at) };
+                }
+            }
+            for (a, &pos) in acc.iter_mut().zip(&at) {
+                *a += leaf[pos as usize & (N - 1)];
+            }
+        }
+    }
+    Ok(())
+}
+
+fn score_implicit<K: Key>(im: &Implicit, t: &[K], d: usize, acc: &mut [f64]) -> Result<()> {
     match im.depth {
-        0 => score_implicit_n::<E, 1>(im, x, d, r0, acc),
-        1 => score_implicit_n::<E, 2>(im, x, d, r0, acc),
-        2 => score_implicit_n::<E, 4>(im, x, d, r0, acc),
-        3 => score_implicit_n::<E, 8>(im, x, d, r0, acc),
-        4 => score_implicit_n::<E, 16>(im, x, d, r0, acc),
-        5 => score_implicit_n::<E, 32>(im, x, d, r0, acc),
-        6 => score_implicit_n::<E, 64>(im, x, d, r0, acc),
-        7 => score_implicit_n::<E, 128>(im, x, d, r0, acc),
-        8 => score_implicit_n::<E, 256>(im, x, d, r0, acc),
-        9 => score_implicit_n::<E, 512>(im, x, d, r0, acc),
-        10 => score_implicit_n::<E, 1024>(im, x, d, r0, acc),
+        0 => score_blocks::<K, 1>(im, t, d, acc),
+        1 => score_blocks::<K, 2>(im, t, d, acc),
+        2 => score_blocks::<K, 4>(im, t, d, acc),
+        3 => score_blocks::<K, 8>(im, t, d, acc),
+        4 => score_blocks::<K, 16>(im, t, d, acc),
+        5 => score_blocks::<K, 32>(im, t, d, acc),
+        6 => score_blocks::<K, 64>(im, t, d, acc),
+        7 => score_blocks::<K, 128>(im, t, d, acc),
+        8 => score_blocks::<K, 256>(im, t, d, acc),
+        9 => score_blocks::<K, 512>(im, t, d, acc),
+        10 => score_blocks::<K, 1024>(im, t, d, acc),
         _ => Err(CoreError::Internal("implicit forest too deep".into())),
     }
 }
@@ -1348,12 +1483,14 @@ fn score_implicit<E: Elem>(
 /// latency of each node load.
 const LANES: usize = 16;
 
-/// Rows per tile: the tile's rows (converted to f64, row-major) stay in L2
-/// while every tree walks all of them. Depends on the feature count only, so
-/// tile boundaries (and the work split) do not depend on the thread count.
+/// Rows per tile: the tile's rows (as f64 or keys) stay in L2 while every
+/// tree walks all of them; a multiple of both walks' widths (`LANES`,
+/// `BLOCK`), so no walk pads. Depends on the feature count only, so tile
+/// boundaries (and the work split) do not depend on the thread count.
 pub fn tile_rows(n_features: usize) -> usize {
-    let budget = 16 * 1024; // f64 values: 128 KiB
-    (budget / n_features.max(1)).clamp(LANES, 4096) / LANES * LANES
+    const STEP: usize = 48; // a multiple of LANES and BLOCK
+    let budget = 16 * 1024; // 8-byte values: 128 KiB
+    (budget / n_features.max(1)).clamp(STEP, 4096) / STEP * STEP
 }
 
 /// Walk `LANES` rows (row offsets into `tile`) through one tree; return the
@@ -1415,28 +1552,43 @@ fn check_width(d: usize, forest: &Packed) -> Result<()> {
     Ok(())
 }
 
+/// Per-thread buffers of the scoring loop.
+#[derive(Default)]
+struct ScoreBufs {
+    rows: Vec<f64>,
+    t32: Vec<u32>,
+    t64: Vec<u64>,
+}
+
 /// Score the rows `r0..r0 + acc.len()` of `x` into `acc` (one tile).
 fn score_rows<S: Rows>(
     x: &S,
     r0: usize,
     forest: &Packed,
-    buf: &mut Vec<f64>,
+    bufs: &mut ScoreBufs,
     acc: &mut [f64],
 ) -> Result<()> {
-    let d = x.n_cols();
+    let (d, rows) = (x.n_cols(), acc.len());
     if let Some(im) = &forest.implicit {
         match x.native() {
-            Some(Native::F32(v)) => return score_implicit(im, v, d, r0, acc),
-            Some(Native::F64(v)) => return score_implicit(im, v, d, r0, acc),
+            Some(Native::F32(v)) => {
+                transpose_blocks(v, d, r0, rows, key32, &mut bufs.t32)?;
+                return score_implicit(im, &bufs.t32, d, acc);
+            }
+            Some(Native::F64(v)) => {
+                transpose_blocks(v, d, r0, rows, key64, &mut bufs.t64)?;
+                return score_implicit(im, &bufs.t64, d, acc);
+            }
             None => {}
         }
     }
-    buf.clear();
-    x.dense_rows(r0, r0 + acc.len(), buf);
+    bufs.rows.clear();
+    x.dense_rows(r0, r0 + rows, &mut bufs.rows);
     if let Some(im) = &forest.implicit {
-        return score_implicit(im, buf, d, 0, acc);
+        transpose_blocks(&bufs.rows, d, 0, rows, key64, &mut bufs.t64)?;
+        return score_implicit(im, &bufs.t64, d, acc);
     }
-    score_tile(forest, buf, d, acc);
+    score_tile(forest, &bufs.rows, d, acc);
     Ok(())
 }
 
@@ -1449,10 +1601,10 @@ pub fn path_length_sums<S: Rows>(x: S, forest: &Packed, cancel: &Cancel) -> Resu
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
     out.par_chunks_mut(tile).enumerate().try_for_each_init(
-        || Vec::<f64>::with_capacity(tile * d),
-        |buf, (t, acc)| -> Result<()> {
+        ScoreBufs::default,
+        |bufs, (t, acc)| -> Result<()> {
             cancel.check()?;
-            score_rows(&x, t * tile, forest, buf, acc)
+            score_rows(&x, t * tile, forest, bufs, acc)
         },
     )?;
     Ok(out)
@@ -1465,9 +1617,9 @@ pub fn path_length_sums_serial<S: Rows>(x: S, forest: &Packed) -> Result<Vec<f64
     check_width(d, forest)?;
     let mut out = vec![0.0f64; n];
     let tile = tile_rows(d);
-    let mut buf = Vec::with_capacity(tile.min(n) * d);
+    let mut bufs = ScoreBufs::default();
     for (t, acc) in out.chunks_mut(tile).enumerate() {
-        score_rows(&x, t * tile, forest, &mut buf, acc)?;
+        score_rows(&x, t * tile, forest, &mut bufs, acc)?;
     }
     Ok(out)
 }
@@ -1846,6 +1998,37 @@ mod tests {
     }
 
     #[test]
+    fn keys_reverse_the_float_order() {
+        let v = [
+            f64::NEG_INFINITY,
+            -f64::MAX,
+            -f64::from(f32::MAX),
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -f64::from_bits(1),
+            -0.0,
+            0.0,
+            f64::from_bits(1),
+            f64::from(f32::MIN_POSITIVE),
+            1.0,
+            1.0 + f64::EPSILON,
+            f64::MAX,
+            f64::INFINITY,
+        ];
+        for &a in &v {
+            assert!(key64(a) < key64(f64::NAN), "{a}");
+            assert!(key32(a as f32) < key32(f32::NAN), "{a}");
+            for &b in &v {
+                assert_eq!(a > b, key64(a) < key64(b), "{a} {b}");
+                let (a32, b32) = (a as f32, b as f32);
+                assert_eq!(a32 > b32, key32(a32) < key32(b32), "{a32} {b32}");
+            }
+        }
+        assert_eq!(key64(-f64::NAN), u64::MAX);
+        assert_eq!(key32(-f32::NAN), u32::MAX);
+    }
+
+    #[test]
     fn fast_scoring_matches_plain_walk() {
         let mut x = data(1000, 5);
         // NaN in training and scoring rows.
@@ -1932,6 +2115,7 @@ mod tests {
                     0 => x[[i, rng.below(d)]] = f64::NAN,
                     1 => x[[i, rng.below(d)]] = f64::INFINITY,
                     2 => x[[i, rng.below(d)]] = -f64::from(f32::MAX),
+                    3 => x[[i, rng.below(d)]] = -0.0,
                     _ => {}
                 }
             }
@@ -1944,9 +2128,15 @@ mod tests {
             }
             let pool: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
             let max_depth = (case % 11) as usize;
-            let trees: Vec<Tree> = (0..9)
+            let mut trees: Vec<Tree> = (0..9)
                 .map(|_| random_tree(&mut rng, d, max_depth, &pool))
                 .collect();
+            if case % 3 == 1 {
+                // NaN in the rows but no NaN-goes-right split to honour.
+                for t in trees.iter_mut() {
+                    t.missing_go_to_left.iter_mut().for_each(|m| *m = 1);
+                }
+            }
             let p = packed(&trees, d).unwrap();
             assert!(p.implicit.is_some(), "depth {max_depth}");
             let mut plain = p.clone();
