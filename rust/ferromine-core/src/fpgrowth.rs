@@ -226,21 +226,28 @@ pub fn csr_of_dense(
         indptr.push(last + l);
     }
     let total = *indptr.last().unwrap_or(&0) as usize;
-    let mut indices = vec![0u32; total];
-    let mut pos: Vec<i64> = indptr[..n_transactions].to_vec();
+    // One spare slot at the end: an absent cell writes there, so the fill
+    // has no branch on the cell (one-hot frames are 5-50% ones, which a
+    // branch predicts badly).
+    let mut indices = vec![0u32; total + 1];
+    let mut pos: Vec<usize> = indptr[..n_transactions]
+        .iter()
+        .map(|&o| o as usize)
+        .collect();
     for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
         if i % 64 == 0 {
             cancel.check()?;
         }
         for (p, &v) in pos.iter_mut().zip(col) {
-            if v != 0 {
-                if let Some(slot) = indices.get_mut(*p as usize) {
-                    *slot = i as u32;
-                }
-                *p += 1;
+            let present = v != 0;
+            let at = if present { *p } else { total };
+            if let Some(slot) = indices.get_mut(at) {
+                *slot = i as u32;
             }
+            *p += present as usize;
         }
     }
+    indices.truncate(total);
     Ok((indptr, indices))
 }
 
@@ -1006,6 +1013,26 @@ fn mask_is_empty<const W: usize>(m: &Mask<W>) -> bool {
 /// the result does not depend on the order the rows came in.
 fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
     if rows.len() < 2 {
+        return;
+    }
+    if rows.len() > 64 {
+        // Linear, in first-seen order: a sort of the 88k rows of retail
+        // costs more than the mining.
+        let mut first: FxHashMap<Mask<W>, u32> = FxHashMap::default();
+        first.reserve(rows.len().min(1 << 16));
+        let mut kept = 0usize;
+        for k in 0..rows.len() {
+            let (m, w) = rows[k];
+            match first.entry(m) {
+                std::collections::hash_map::Entry::Occupied(e) => rows[*e.get() as usize].1 += w,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(kept as u32);
+                    rows[kept] = (m, w);
+                    kept += 1;
+                }
+            }
+        }
+        rows.truncate(kept);
         return;
     }
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
