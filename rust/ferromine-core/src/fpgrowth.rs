@@ -1035,7 +1035,7 @@ fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
         rows.truncate(kept);
         return;
     }
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_unstable_by_key(|r| r.0);
     let mut kept = 0;
     for k in 1..rows.len() {
         if rows[k].0 == rows[kept].0 {
