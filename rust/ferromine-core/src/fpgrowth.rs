@@ -226,21 +226,28 @@ pub fn csr_of_dense(
         indptr.push(last + l);
     }
     let total = *indptr.last().unwrap_or(&0) as usize;
-    let mut indices = vec![0u32; total];
-    let mut pos: Vec<i64> = indptr[..n_transactions].to_vec();
+    // One spare slot at the end: an absent cell writes there, so the fill
+    // has no branch on the cell (one-hot frames are 5-50% ones, which a
+    // branch predicts badly).
+    let mut indices = vec![0u32; total + 1];
+    let mut pos: Vec<usize> = indptr[..n_transactions]
+        .iter()
+        .map(|&o| o as usize)
+        .collect();
     for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
         if i % 64 == 0 {
             cancel.check()?;
         }
         for (p, &v) in pos.iter_mut().zip(col) {
-            if v != 0 {
-                if let Some(slot) = indices.get_mut(*p as usize) {
-                    *slot = i as u32;
-                }
-                *p += 1;
+            let present = v != 0;
+            let at = if present { *p } else { total };
+            if let Some(slot) = indices.get_mut(at) {
+                *slot = i as u32;
             }
+            *p += present as usize;
         }
     }
+    indices.truncate(total);
     Ok((indptr, indices))
 }
 
@@ -306,23 +313,25 @@ fn count_rows<O: Index, I: Index>(
         }
         let (a, b) = row_bounds(indptr, t);
         let row = &indices[a..b];
-        let mut prev: Option<usize> = None;
+        // One pass: count while checking the range and the order; a row
+        // that turns out not ascending is taken back and counted again.
+        let mut next_min = 0usize;
         let mut ascending = true;
         for &i in row {
             let v = i
                 .to_usize()
                 .filter(|&v| v < n_items)
                 .ok_or_else(out_of_range)?;
-            ascending &= prev.is_none_or(|p| p < v);
-            prev = Some(v);
+            ascending &= v >= next_min;
+            next_min = v + 1;
+            counts[v] += 1;
         }
-        if ascending {
-            for &i in row {
-                counts[i.to_usize().unwrap_or(0)] += 1;
-            }
-        } else {
+        if !ascending {
             if stamp.is_empty() {
                 stamp = vec![u32::MAX; n_items];
+            }
+            for &i in row {
+                counts[i.to_usize().unwrap_or(0)] -= 1;
             }
             for &i in row {
                 let v = i.to_usize().unwrap_or(0);
@@ -680,6 +689,8 @@ struct Prepared {
     /// Sparse data: the top level reads the rows, not a tree (`tree` is
     /// then empty).
     rows: Option<TopRows>,
+    /// Few ranks: the top level reads row bitmasks (`tree` is then empty).
+    masks: Option<MaskDb>,
 }
 
 /// The top-level database kept as rows (sparse data: an FP-tree would
@@ -727,11 +738,14 @@ fn pair_counts(paths: &Paths, n_ranks: usize) -> Vec<u32> {
     pairs
 }
 
+/// `masks`: whether few ranks may take the bitmask miner (tests turn it
+/// off to check the other paths against it).
 fn prepare<O: Index, I: Index>(
     indptr: &[O],
     indices: &[I],
     n_items: usize,
     min_count: u64,
+    masks: bool,
     cancel: &Cancel,
 ) -> Result<Prepared> {
     let counts = item_counts(indptr, indices, n_items, cancel)?;
@@ -756,6 +770,22 @@ fn prepare<O: Index, I: Index>(
         rank[i as usize] = r as u32;
     }
     let n_ranks = item_of_rank.len();
+    if masks && n_ranks <= MASK_MAX_RANKS && n < u32::MAX as usize {
+        let support: Vec<u64> = item_of_rank.iter().map(|&i| counts[i as usize]).collect();
+        let db = if n_ranks <= 64 {
+            MaskDb::One(top_masks(indptr, indices, &rank, support, cancel)?)
+        } else {
+            MaskDb::Two(top_masks(indptr, indices, &rank, support, cancel)?)
+        };
+        return Ok(Prepared {
+            n_transactions: n as u64,
+            item_of_rank,
+            root_pe,
+            tree: Tree::default(),
+            rows: None,
+            masks: Some(db),
+        });
+    }
     let n_occurrences: u64 = item_of_rank.iter().map(|&i| counts[i as usize]).sum();
     let paths = ranked_rows(
         indptr,
@@ -785,6 +815,7 @@ fn prepare<O: Index, I: Index>(
                 pairs,
                 support,
             }),
+            masks: None,
         });
     }
     let mut order = Vec::new();
@@ -796,6 +827,7 @@ fn prepare<O: Index, I: Index>(
         root_pe,
         tree,
         rows: None,
+        masks: None,
     })
 }
 
@@ -927,6 +959,202 @@ fn rank_columns(paths: &Paths, support: &[u64]) -> (Vec<usize>, Vec<u32>) {
         }
     }
     (col_off, col_paths)
+}
+
+/// Ranks up to which the top-level database is kept as row bitmasks (two
+/// 64-bit words): dense data with few frequent items (chess, mushroom) and
+/// sparse data with few frequent items (retail at 1%).
+const MASK_MAX_RANKS: usize = 128;
+
+/// A transaction over the ranks as a bitmask (bit `r` of word `r / 64`).
+type Mask<const W: usize> = [u64; W];
+
+/// A row bitmask and how many transactions have it.
+type MaskRow<const W: usize> = (Mask<W>, u64);
+
+/// The bits below `j`.
+#[inline]
+fn mask_below<const W: usize>(j: usize) -> Mask<W> {
+    let mut m = [0u64; W];
+    for (w, word) in m.iter_mut().enumerate() {
+        let lo = w * 64;
+        *word = if j >= lo + 64 {
+            u64::MAX
+        } else if j > lo {
+            (1u64 << (j - lo)) - 1
+        } else {
+            0
+        };
+    }
+    m
+}
+
+#[inline]
+fn mask_and<const W: usize>(a: &Mask<W>, b: &Mask<W>) -> Mask<W> {
+    let mut m = [0u64; W];
+    for w in 0..W {
+        m[w] = a[w] & b[w];
+    }
+    m
+}
+
+#[inline]
+fn mask_has<const W: usize>(m: &Mask<W>, r: usize) -> bool {
+    m[r >> 6] >> (r & 63) & 1 == 1
+}
+
+#[inline]
+fn mask_is_empty<const W: usize>(m: &Mask<W>) -> bool {
+    m.iter().all(|&w| w == 0)
+}
+
+/// Merges rows with the same mask (summing their counts): the conditional
+/// databases of dense data hold few distinct rows. Counts are exact sums, so
+/// the result does not depend on the order the rows came in.
+fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
+    if rows.len() < 2 {
+        return;
+    }
+    if rows.len() > 64 {
+        // Linear, in first-seen order: a sort of the 88k rows of retail
+        // costs more than the mining.
+        let mut first: FxHashMap<Mask<W>, u32> = FxHashMap::default();
+        first.reserve(rows.len().min(1 << 16));
+        let mut kept = 0usize;
+        for k in 0..rows.len() {
+            let (m, w) = rows[k];
+            match first.entry(m) {
+                std::collections::hash_map::Entry::Occupied(e) => rows[*e.get() as usize].1 += w,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(kept as u32);
+                    rows[kept] = (m, w);
+                    kept += 1;
+                }
+            }
+        }
+        rows.truncate(kept);
+        return;
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    let mut kept = 0;
+    for k in 1..rows.len() {
+        if rows[k].0 == rows[kept].0 {
+            rows[kept].1 += rows[k].1;
+        } else {
+            kept += 1;
+            rows[kept] = rows[k];
+        }
+    }
+    rows.truncate(kept + 1);
+}
+
+/// The top-level database as distinct row bitmasks (at most `64 W` ranks):
+/// no tree, no path sort; a conditional database is a filter and an AND
+/// over a few hundred rows.
+struct TopMasks<const W: usize> {
+    rows: Vec<MaskRow<W>>,
+    /// `col_rows[col_off[r]..col_off[r + 1]]`: the rows holding rank `r`.
+    col_off: Vec<usize>,
+    col_rows: Vec<u32>,
+    /// Count of each rank.
+    support: Vec<u64>,
+}
+
+/// Row bitmasks of one width.
+enum MaskDb {
+    One(TopMasks<1>),
+    Two(TopMasks<2>),
+}
+
+/// The nonempty row bitmasks of the rows `rows.0..rows.1` (ranks mapped
+/// through `rank`, unranked items dropped, duplicates once).
+fn mask_rows<const W: usize, O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    rows: (usize, usize),
+    cancel: &Cancel,
+) -> Result<Vec<MaskRow<W>>> {
+    let mut out = Vec::with_capacity(rows.1 - rows.0);
+    for t in rows.0..rows.1 {
+        if t % 65536 == 0 {
+            cancel.check()?;
+        }
+        let (a, b) = row_bounds(indptr, t);
+        let mut m = [0u64; W];
+        for &i in &indices[a..b] {
+            let r = rank[i.to_usize().unwrap_or(0)];
+            if r != u32::MAX {
+                m[(r >> 6) as usize] |= 1u64 << (r & 63);
+            }
+        }
+        if !mask_is_empty(&m) {
+            out.push((m, 1));
+        }
+    }
+    Ok(out)
+}
+
+/// [`TopMasks`] of the CSR rows (validated by [`item_counts`] before).
+fn top_masks<const W: usize, O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    rank: &[u32],
+    support: Vec<u64>,
+    cancel: &Cancel,
+) -> Result<TopMasks<W>> {
+    let n = indptr.len() - 1;
+    let parts = row_chunks(n, 1)
+        .par_iter()
+        .map(|&rows| {
+            let mut part = mask_rows::<W, O, I>(indptr, indices, rank, rows, cancel)?;
+            merge_rows(&mut part);
+            Ok(part)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows: Vec<MaskRow<W>> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in &parts {
+        rows.extend_from_slice(part);
+    }
+    if parts.len() > 1 {
+        merge_rows(&mut rows);
+    }
+    cancel.check()?;
+    let n_ranks = support.len();
+    let mut col_off = vec![0usize; n_ranks + 1];
+    for (m, _) in &rows {
+        for (w, &word) in m.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                col_off[w * 64 + bits.trailing_zeros() as usize + 1] += 1;
+                bits &= bits - 1;
+            }
+        }
+    }
+    for r in 0..n_ranks {
+        col_off[r + 1] += col_off[r];
+    }
+    let mut fill: Vec<usize> = col_off[..n_ranks].to_vec();
+    let mut col_rows = vec![0u32; col_off[n_ranks]];
+    for (k, (m, _)) in rows.iter().enumerate() {
+        for (w, &word) in m.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let f = &mut fill[w * 64 + bits.trailing_zeros() as usize];
+                if let Some(slot) = col_rows.get_mut(*f) {
+                    *slot = k as u32;
+                }
+                *f += 1;
+                bits &= bits - 1;
+            }
+        }
+    }
+    Ok(TopMasks {
+        rows,
+        col_off,
+        col_rows,
+        support,
+    })
 }
 
 /// The class `core ∪ S` for `S ⊆ pe` with `|core ∪ S| <= max_len`, nonempty:
@@ -1191,6 +1419,149 @@ impl Miner<'_> {
     }
 }
 
+/// Scratch of the bitmask miner: conditional supports, and row buffers of
+/// finished recursion nodes for the next ones to reuse.
+struct MaskScratch<const W: usize> {
+    cnt: Vec<u64>,
+    spare: Vec<Vec<MaskRow<W>>>,
+}
+
+impl<const W: usize> MaskScratch<W> {
+    fn new() -> Self {
+        MaskScratch {
+            cnt: vec![0; 64 * W],
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// The bitmask miner: the same recursion, classes and output order as
+/// [`Miner::mine_item`] (items by rank, perfect extensions ascending,
+/// children from the highest rank down), over conditional databases of
+/// merged row bitmasks instead of conditional trees.
+impl Miner<'_> {
+    /// The top-level items, from the least frequent up, one part each.
+    fn mask_top<const W: usize>(&self, t: &TopMasks<W>, root_pe: &[u32]) -> Result<Vec<Itemsets>> {
+        (0..t.support.len())
+            .into_par_iter()
+            .rev()
+            .map_init(
+                || (Scratch::new(root_pe.to_vec()), MaskScratch::<W>::new()),
+                |(s, ms), j| -> Result<Itemsets> {
+                    let mut part = Itemsets::new();
+                    let below = mask_below::<W>(j);
+                    let mut rows = ms.spare.pop().unwrap_or_default();
+                    rows.clear();
+                    for &k in &t.col_rows[t.col_off[j]..t.col_off[j + 1]] {
+                        let (m, w) = &t.rows[k as usize];
+                        let c = mask_and(m, &below);
+                        if !mask_is_empty(&c) {
+                            rows.push((c, *w));
+                        }
+                    }
+                    let r = self.mask_node(j, t.support[j], &rows, s, &mut part, ms);
+                    ms.spare.push(rows);
+                    r.map(|()| part)
+                },
+            )
+            .collect()
+    }
+
+    /// Mines rank `j` after the prefix in `s`: `sup` transactions hold it,
+    /// and `rows` are those of them with items left, cut to the ranks below
+    /// `j` that may still extend the prefix.
+    fn mask_node<const W: usize>(
+        &self,
+        j: usize,
+        sup: u64,
+        rows: &[MaskRow<W>],
+        s: &mut Scratch,
+        out: &mut Itemsets,
+        ms: &mut MaskScratch<W>,
+    ) -> Result<()> {
+        self.cancel.check()?;
+        let cnt = &mut ms.cnt[..j];
+        cnt.fill(0);
+        for (m, w) in rows {
+            for (wi, &word) in m.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    cnt[wi * 64 + bits.trailing_zeros() as usize] += w;
+                    bits &= bits - 1;
+                }
+            }
+        }
+        let core_len = s.core.len();
+        let pe_len = s.pe.len();
+        s.core.push(self.item_of_rank[j]);
+        let mut next = [0u64; W];
+        for (i, &c) in cnt.iter().enumerate() {
+            if c == sup {
+                s.pe.push(self.item_of_rank[i]);
+            } else if c >= self.p.min_count {
+                next[i >> 6] |= 1u64 << (i & 63);
+            }
+        }
+        let leaf = mask_is_empty(&next);
+        let result = self.emit(s, sup, leaf, out).and_then(|()| {
+            let recurse = !leaf && (self.p.kind != Kind::All || s.core.len() < self.max_len);
+            if !recurse {
+                return Ok(());
+            }
+            let mut cond = ms.spare.pop().unwrap_or_default();
+            cond.clear();
+            cond.extend(rows.iter().filter_map(|(m, w)| {
+                let c = mask_and(m, &next);
+                (!mask_is_empty(&c)).then_some((c, *w))
+            }));
+            merge_rows(&mut cond);
+            let mut sub = ms.spare.pop().unwrap_or_default();
+            let r = self.mask_children(&cond, &next, s, out, &mut sub, ms);
+            ms.spare.push(sub);
+            ms.spare.push(cond);
+            r
+        });
+        s.core.truncate(core_len);
+        s.pe.truncate(pe_len);
+        result
+    }
+
+    /// Mines every rank of `items`, from the highest down, in the
+    /// conditional database `cond` of the prefix in `s`.
+    fn mask_children<const W: usize>(
+        &self,
+        cond: &[MaskRow<W>],
+        items: &Mask<W>,
+        s: &mut Scratch,
+        out: &mut Itemsets,
+        sub: &mut Vec<MaskRow<W>>,
+        ms: &mut MaskScratch<W>,
+    ) -> Result<()> {
+        for w in (0..W).rev() {
+            let mut bits = items[w];
+            while bits != 0 {
+                let b = 63 - bits.leading_zeros() as usize;
+                bits &= !(1u64 << b);
+                let k = w * 64 + b;
+                let below = mask_below::<W>(k);
+                sub.clear();
+                let mut sup = 0u64;
+                for (m, c) in cond {
+                    if mask_has(m, k) {
+                        sup += c;
+                        let cut = mask_and(m, &below);
+                        if !mask_is_empty(&cut) {
+                            sub.push((cut, *c));
+                        }
+                    }
+                }
+                self.mask_node(k, sup, sub, s, out, ms)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Appends `buf ∪ S` for every `S ⊆ pe[from..]` with `|S| <= room`
 /// (`buf` nonempty or `S` nonempty). `buf` is kept sorted (each item of `S`
 /// inserted in place), so every itemset is copied out already sorted.
@@ -1321,6 +1692,18 @@ pub fn mine<O: Index, I: Index>(
     params: MineParams,
     cancel: &Cancel,
 ) -> Result<Itemsets> {
+    mine_with(indptr, indices, n_items, params, true, cancel)
+}
+
+/// [`mine`], with the bitmask miner allowed or not (`masks`, see [`prepare`]).
+fn mine_with<O: Index, I: Index>(
+    indptr: &[O],
+    indices: &[I],
+    n_items: usize,
+    params: MineParams,
+    masks: bool,
+    cancel: &Cancel,
+) -> Result<Itemsets> {
     if params.min_count == 0 {
         return Err(CoreError::invalid("min_count must be >= 1"));
     }
@@ -1330,7 +1713,7 @@ pub fn mine<O: Index, I: Index>(
     if n_items > u32::MAX as usize - 1 {
         return Err(CoreError::invalid("too many items (more than 2^32 - 2)"));
     }
-    let prep = prepare(indptr, indices, n_items, params.min_count, cancel)?;
+    let prep = prepare(indptr, indices, n_items, params.min_count, masks, cancel)?;
     let emitted = AtomicU64::new(0);
     let miner = Miner {
         p: params,
@@ -1352,25 +1735,29 @@ pub fn mine<O: Index, I: Index>(
         let mut s = Scratch::new(prep.root_pe.clone());
         miner.emit(&mut s, prep.n_transactions, n_top == 0, &mut out)?;
     }
-    let parts: Vec<Itemsets> = (0..n_top)
-        .into_par_iter()
-        .rev()
-        .map_init(
-            || Scratch::new(prep.root_pe.clone()),
-            |s, j| -> Result<Itemsets> {
-                let mut part = Itemsets::new();
-                miner.mine_item(
-                    tree,
-                    miner.item_of_rank,
-                    j,
-                    s,
-                    &mut part,
-                    prep.rows.as_ref(),
-                )?;
-                Ok(part)
-            },
-        )
-        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<Itemsets> = match &prep.masks {
+        Some(MaskDb::One(t)) => miner.mask_top(t, &prep.root_pe)?,
+        Some(MaskDb::Two(t)) => miner.mask_top(t, &prep.root_pe)?,
+        None => (0..n_top)
+            .into_par_iter()
+            .rev()
+            .map_init(
+                || Scratch::new(prep.root_pe.clone()),
+                |s, j| -> Result<Itemsets> {
+                    let mut part = Itemsets::new();
+                    miner.mine_item(
+                        tree,
+                        miner.item_of_rank,
+                        j,
+                        s,
+                        &mut part,
+                        prep.rows.as_ref(),
+                    )?;
+                    Ok(part)
+                },
+            )
+            .collect::<Result<Vec<_>>>()?,
+    };
     // One exact allocation for the concatenation; each part is freed as
     // soon as it is copied.
     out.items.reserve(parts.iter().map(|p| p.items.len()).sum());
@@ -1848,7 +2235,7 @@ mod tests {
             let (indptr, idx) = random_db(seed, 300, m, density);
             let c = Cancel::new();
             for min_count in [1u64, 4, 30] {
-                let prep = prepare(&indptr, &idx, m, min_count, &c).unwrap();
+                let prep = prepare(&indptr, &idx, m, min_count, false, &c).unwrap();
                 if prep.rows.is_some() {
                     with_pairs += 1;
                 } else {
@@ -1909,6 +2296,96 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn bitmask_miner_matches_tree_and_rows_exactly() {
+        // Item densities from 2% to 97% (deep classes among the few dense ones,
+        // the rest shallow), over item counts that give one-word masks,
+        // two-word masks and none (> 128 ranks); duplicated and unsorted
+        // ids in some rows. Same itemsets, counts and order as the tree or
+        // row-list miner, for every kind, length limit and thread count.
+        let mut seen = [0usize; 3];
+        for (seed, m) in [
+            (1u64, 9usize),
+            (2, 40),
+            (3, 64),
+            (4, 65),
+            (5, 100),
+            (6, 128),
+            (7, 200),
+        ] {
+            let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+            let mut rnd = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let dens: Vec<u64> = (0..m)
+                .map(|i| {
+                    // At most 8 dense items: classes stay small enough to enumerate.
+                    if i % 9 == 0 && i < 72 {
+                        900 + rnd() % 70
+                    } else {
+                        20 + rnd() % 400
+                    }
+                })
+                .collect();
+            let n = 300;
+            let (mut indptr, mut idx) = (vec![0u64], Vec::new());
+            for t in 0..n {
+                let start = idx.len();
+                for (i, &d) in dens.iter().enumerate() {
+                    if rnd() % 1000 < d {
+                        idx.push(i as u32);
+                    }
+                }
+                if t % 10 == 3 && idx.len() > start {
+                    idx.push(idx[start]); // a duplicate, out of order
+                    idx[start..].reverse();
+                }
+                indptr.push(idx.len() as u64);
+            }
+            let c = Cancel::new();
+            for min_count in [20u64, 60, 120] {
+                let n_ranks = {
+                    let prep = prepare(&indptr, &idx, m, min_count, true, &c).unwrap();
+                    seen[match &prep.masks {
+                        Some(MaskDb::One(_)) => 0,
+                        Some(MaskDb::Two(_)) => 1,
+                        None => 2,
+                    }] += 1;
+                    prep.item_of_rank.len()
+                };
+                for kind in [Kind::All, Kind::Closed, Kind::Maximal] {
+                    for max_len in [None, Some(3)] {
+                        for count_only in [false, true] {
+                            let p = MineParams {
+                                max_len,
+                                count_only,
+                                ..params(min_count, kind)
+                            };
+                            let run = |masks: bool, threads: usize| {
+                                crate::parallel::run_in_pool(threads, || {
+                                    mine_with(&indptr, &idx, m, p, masks, &c)
+                                })
+                                .unwrap()
+                                .unwrap()
+                            };
+                            let want = run(false, 1);
+                            assert_eq!(
+                                run(true, 1),
+                                want,
+                                "m {m} ranks {n_ranks} min {min_count} {kind:?} {max_len:?}"
+                            );
+                            assert_eq!(run(true, 2), want);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|&k| k > 0), "{seen:?}");
     }
 
     #[test]
