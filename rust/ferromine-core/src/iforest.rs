@@ -1188,7 +1188,11 @@ impl Key for u64 {
                 "mov {f:e}, dword ptr [{s} + {i}*8]",
                 "mov {f}, qword ptr [{b} + {f}*8 + {off}]",
                 "cmp {f}, qword ptr [{s} + {i}*8 + {thr}]",
-                s, b, at, 8, 8 * N
+                s,
+                b,
+                at,
+                8,
+                8 * N
             );
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -1217,7 +1221,11 @@ impl Key for u32 {
                 "mov {f:e}, dword ptr [{s} + {i}*4]",
                 "mov {f:e}, dword ptr [{b} + {f}*4 + {off}]",
                 "cmp {f:e}, dword ptr [{s} + {i}*4 + {thr}]",
-                s, b, at, 4, 4 * N
+                s,
+                b,
+                at,
+                4,
+                4 * N
             );
         }
         #[cfg(not(target_arch = "x86_64"))]
