@@ -1151,11 +1151,18 @@ fn key64(x: f64) -> u64 {
 }
 
 /// A key type the walk compares.
-trait Key: Copy + Default + Ord + Send + Sync {
-    /// The key of NaN.
-    fn is_nan_key(self) -> bool;
-    /// The feature offset stored in a slot word.
-    fn feat(self) -> usize;
+trait Key: Copy + Default + Ord + Send + Sync + Into<u64> {
+    /// The key of NaN (the largest).
+    const NAN: Self;
+    #[inline(always)]
+    fn is_nan_key(self) -> bool {
+        self == Self::NAN
+    }
+    /// The feature offset stored in a slot word (below 2^32).
+    #[inline(always)]
+    fn feat(self) -> usize {
+        Into::<u64>::into(self) as usize
+    }
     /// Per tree `2N` words: the slots' feature offsets (feature times
     /// [`BLOCK`]), then their threshold keys.
     fn slots(im: &Implicit) -> &[Self];
@@ -1168,14 +1175,7 @@ trait Key: Copy + Default + Ord + Send + Sync {
 }
 
 impl Key for u64 {
-    #[inline(always)]
-    fn is_nan_key(self) -> bool {
-        self == u64::MAX
-    }
-    #[inline(always)]
-    fn feat(self) -> usize {
-        self as usize
-    }
+    const NAN: u64 = u64::MAX;
     fn slots(im: &Implicit) -> &[u64] {
         &im.slots64
     }
@@ -1201,14 +1201,7 @@ impl Key for u64 {
 }
 
 impl Key for u32 {
-    #[inline(always)]
-    fn is_nan_key(self) -> bool {
-        self == u32::MAX
-    }
-    #[inline(always)]
-    fn feat(self) -> usize {
-        self as usize
-    }
+    const NAN: u32 = u32::MAX;
     fn slots(im: &Implicit) -> &[u32] {
         &im.slots32
     }
