@@ -101,6 +101,10 @@ pub trait Float:
         cands: &Cands<Self>,
         out: &mut [f64],
     ) -> bool;
+    /// The slice as f64 values when `Self` is f64 (the screened f64 pass).
+    fn as_f64s(_s: &[Self]) -> Option<&[f64]> {
+        None
+    }
     /// The rows-in-lanes argmin kernel ([`argmin_cols_f32`]); `false` when the
     /// type has none (then the caller takes the panel kernel).
     fn argmin_cols(
@@ -120,6 +124,9 @@ impl Float for f64 {
     const EPS: f64 = f64::EPSILON / 2.0;
     const NR: usize = 8;
     const RBT: usize = RB64;
+    fn as_f64s(s: &[f64]) -> Option<&[f64]> {
+        Some(s)
+    }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn transpose_avx2(xs: &[f64], rows: usize, d: usize, out: &mut [f64]) {
@@ -1087,6 +1094,23 @@ unsafe fn transpose_rows_avx2(xs: &[f32], rows: usize, d: usize, out: &mut [f32]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) -> bool {
+    argmin_cols_f32_top::<false>(xt, panels, labels, &mut [])
+}
+
+/// [`argmin_cols_f32`] that, with `TOP2`, also writes each row's smallest and
+/// second smallest score to `top` (the screen of [`lloyd_pass_screened`]).
+/// The labels are the same either way.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn argmin_cols_f32_top<const TOP2: bool>(
+    xt: &[f32],
+    panels: &Panels<f32>,
+    labels: &mut [i32],
+    top: &mut [[f32; 2]],
+) -> bool {
     use std::arch::x86_64::*;
     let d = panels.d;
     let kp = panels.rnorms.len();
@@ -1095,6 +1119,7 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
         || kp % CB != 0
         || panels.rowmaj.len() < kp * d
         || xt.len() < rows.div_ceil(RB) * d * RB
+        || (TOP2 && top.len() < rows)
     {
         return false;
     }
@@ -1107,6 +1132,7 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
         }
         let x = blk.as_ptr();
         let mut best = [_mm256_set1_ps(f32::INFINITY); 2];
+        let mut second = [_mm256_set1_ps(f32::INFINITY); 2];
         let mut bidx = [_mm256_setzero_ps(); 2];
         for j0 in (0..kp).step_by(CB) {
             // SAFETY: j0 + CB <= kp and rowmaj holds kp * d values; p < d and
@@ -1130,6 +1156,11 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
                     // norms - 2 * acc: 2 * acc is exact, so fusing does not change the rounding.
                     let dist = _mm256_fnmadd_ps(two, aj[h], nv);
                     let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(dist, best[h]);
+                    if TOP2 {
+                        // A new best pushes the old one down to second.
+                        let sec = _mm256_min_ps(second[h], dist);
+                        second[h] = _mm256_blendv_ps(sec, best[h], lt);
+                    }
                     best[h] = _mm256_blendv_ps(best[h], dist, lt);
                     bidx[h] = _mm256_blendv_ps(bidx[h], jv, lt);
                 }
@@ -1140,6 +1171,16 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
         _mm256_storeu_ps(idx.as_mut_ptr().add(8), bidx[1]);
         for (l, &v) in labels[b * RB..].iter_mut().zip(&idx) {
             *l = (v as usize).min(kmax) as i32;
+        }
+        if TOP2 {
+            let (mut b1, mut b2) = ([0f32; RB], [0f32; RB]);
+            for h in 0..2 {
+                _mm256_storeu_ps(b1.as_mut_ptr().add(h * 8), best[h]);
+                _mm256_storeu_ps(b2.as_mut_ptr().add(h * 8), second[h]);
+            }
+            for (r, t) in top[b * RB..rows].iter_mut().take(RB).enumerate() {
+                *t = [b1[r], b2[r]];
+            }
         }
     }
     true
@@ -1598,6 +1639,39 @@ pub fn lloyd_pass<T: Float>(
     }
     let panels = Panels::<T>::new(centers, k, d);
     let simd = simd_available();
+    let screen = if T::as_f64s(&[T::ZERO]).is_some() && screen_pays(simd, k) {
+        ScreenPanels::new(centers, k, d)
+    } else {
+        None
+    };
+    pass_chunks(x, weights, shift, k, labels, update, cancel, |_, rows, clabels, s: &mut ScreenScratch<T>| {
+        if let (Some(sp), Some(rows64)) = (&screen, T::as_f64s(rows)) {
+            if screen_chunk(rows64, sp, clabels, s) {
+                return;
+            }
+        }
+        argmin_packed(simd, rows, &panels, clabels, &mut s.xt)
+    })
+}
+
+/// The chunk loop of a Lloyd pass: `label(r0, rows, labels, scratch)` writes
+/// the labels of the chunk starting at row `r0` (`rows` as [`chunk_rows`]
+/// gives them), then the chunk's rows go into its group's centre sums (with
+/// `update`). Groups are summed in group order: the same sums for any thread
+/// count, whichever `label` is used.
+#[allow(clippy::too_many_arguments)]
+fn pass_chunks<T: Float, S: Default>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    k: usize,
+    labels: &mut [i32],
+    update: bool,
+    cancel: &Cancel,
+    label: impl Fn(usize, &[T], &mut [i32], &mut S) + Sync,
+) -> Result<LloydStats> {
+    let (n, d) = x.dim();
+    let simd = simd_available();
     let unshifted = shift.iter().all(|&s| s == 0.0);
     let g_rows = group_rows(n, k, d);
     let partials: Vec<LloydStats> = labels
@@ -1608,14 +1682,14 @@ pub fn lloyd_pass<T: Float>(
                 sums: if update { vec![0.0; k * d] } else { Vec::new() },
                 weights: if update { vec![0.0; k] } else { Vec::new() },
             };
-            let (mut buf, mut xt) = (Vec::new(), Vec::new());
+            let (mut buf, mut scratch) = (Vec::new(), S::default());
             let g0 = g * g_rows;
             for (c, clabels) in glabels.chunks_mut(CHUNK).enumerate() {
                 cancel.check()?;
                 let r0 = g0 + c * CHUNK;
                 let r1 = r0 + clabels.len();
                 let rows = chunk_rows(x, r0, r1, shift, unshifted, &mut buf);
-                argmin_packed(simd, rows, &panels, clabels, &mut xt);
+                label(r0, rows, clabels, &mut scratch);
                 if let (true, Some(w)) = (update, weights) {
                     for (i, (&l, xr)) in clabels.iter().zip(rows.chunks_exact(d)).enumerate() {
                         let w = w[r0 + i];
@@ -1653,6 +1727,193 @@ pub fn lloyd_pass<T: Float>(
             });
     }
     Ok(total)
+}
+
+// ---------------------------------------------------------------------------
+// float64 Lloyd with a float32 screen.
+//
+// At large k the f64 distances are compute-bound, and f32 runs twice the
+// FMAs per cycle. A screened pass scores every row against every centre in
+// f32 and keeps the f32 winner when its margin over the runner-up exceeds a
+// rigorous bound on the f32 rounding error (plus the f64 one): then the f64
+// kernel would pick the same centre, uniquely. Rows within the margin are
+// scored again in f64. So the labels, and the f64 centre sums made from
+// them, are exactly those of the plain f64 pass.
+
+/// Values beyond this (in shifted coordinates) are not screened: their f32
+/// rounding could overflow.
+const SCREEN_MAX_ABS: f64 = 1e30;
+
+/// Smallest k at which the screen pays: below, the pass is bound by reading
+/// X, not by the distances.
+const SCREEN_MIN_K: usize = 8;
+
+fn screen_pays(simd: bool, k: usize) -> bool {
+    simd && k >= SCREEN_MIN_K
+}
+
+/// The centres of a screened pass, in f32 for the screen and in f64 for the
+/// rows it cannot decide, with the margin's coefficients.
+struct ScreenPanels {
+    p32: Panels<f32>,
+    p64: Panels<f64>,
+    per_xn: f64,
+    fixed: f64,
+}
+
+impl ScreenPanels {
+    /// `None` when a centre is too large for the f32 screen, or without AVX2
+    /// and FMA (the screen's kernel needs them).
+    fn new(centers: &[f64], k: usize, d: usize) -> Option<Self> {
+        if !simd_available() {
+            return None;
+        }
+        let p32 = Panels::<f32>::new(centers, k, d);
+        // Largest norm of the f32 centres the screen uses.
+        let cn2 = p32.rnorms.iter().take(k).fold(0.0f64, |m, &v| m.max(v as f64));
+        let cn = cn2.sqrt();
+        if !(cn <= SCREEN_MAX_ABS) {
+            return None;
+        }
+        // |f32 score - exact score| <= u (2 (d + 4) ||x|| cn + 8 cn^2), u the
+        // f32 unit roundoff: the FMA chain of the dot product, the rounding
+        // of x, c and ||c||^2 to f32 and of `||c||^2 - 2 x.c` (docs/kmeans.md).
+        // 1.125 covers the f64 scores' own error and this bound's rounding. A
+        // winner stands when the runner-up is more than twice the bound
+        // behind. 1e-30: margins that small (f32 underflow) go to f64.
+        let u = f32::EPSILON as f64 / 2.0;
+        Some(ScreenPanels {
+            p32,
+            p64: Panels::<f64>::new(centers, k, d),
+            per_xn: 2.0 * 1.125 * u * 2.0 * (d as f64 + 4.0) * cn,
+            fixed: 2.0 * (1.125 * u * 8.0 * cn2 + 1e-30),
+        })
+    }
+}
+
+/// Scratch of one group of a Lloyd pass.
+struct ScreenScratch<T> {
+    xt: Vec<T>,
+    x32: Vec<f32>,
+    xnorm: Vec<f64>,
+    xt32: Vec<f32>,
+    top: Vec<[f32; 2]>,
+    xt64: Vec<f64>,
+    pick: Vec<usize>,
+    rows: Vec<f64>,
+    labels: Vec<i32>,
+}
+
+impl<T> Default for ScreenScratch<T> {
+    fn default() -> Self {
+        ScreenScratch {
+            xt: Vec::new(),
+            x32: Vec::new(),
+            xnorm: Vec::new(),
+            xt32: Vec::new(),
+            top: Vec::new(),
+            xt64: Vec::new(),
+            pick: Vec::new(),
+            rows: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// `rows` (row-major, `d` wide) rounded to f32 into `x32` and their norms
+/// into `xnorm` (any summation order: the margin only needs a bound);
+/// `false` when a value exceeds [`SCREEN_MAX_ABS`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn round_rows_avx2(rows: &[f64], d: usize, x32: &mut [f32], xnorm: &mut [f64]) -> bool {
+    use std::arch::x86_64::*;
+    let d4 = d / 4 * 4;
+    let mut top = _mm256_setzero_pd();
+    let mut top_tail = 0.0f64;
+    for ((r, o), nr) in rows.chunks_exact(d).zip(x32.chunks_exact_mut(d)).zip(xnorm) {
+        let mut acc = _mm256_setzero_pd();
+        for p in (0..d4).step_by(4) {
+            // SAFETY: p + 4 <= d = r.len() = o.len().
+            unsafe {
+                let v = _mm256_loadu_pd(r.as_ptr().add(p));
+                _mm_storeu_ps(o.as_mut_ptr().add(p), _mm256_cvtpd_ps(v));
+                acc = _mm256_fmadd_pd(v, v, acc);
+                top = _mm256_max_pd(top, _mm256_andnot_pd(_mm256_set1_pd(-0.0), v));
+            }
+        }
+        let mut lanes = [0.0f64; 4];
+        // SAFETY: lanes holds 4 values.
+        unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), acc) };
+        let mut nrm = lanes.iter().sum::<f64>();
+        for p in d4..d {
+            o[p] = r[p] as f32;
+            nrm += r[p] * r[p];
+            top_tail = if r[p].abs() > top_tail { r[p].abs() } else { top_tail };
+        }
+        *nr = nrm.sqrt();
+    }
+    let mut lanes = [0.0f64; 4];
+    // SAFETY: lanes holds 4 values.
+    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), top) };
+    // (Validated input has no NaN; one would make the margin NaN, and such
+    // rows are rescored in f64.)
+    lanes.iter().all(|&v| v <= SCREEN_MAX_ABS) && top_tail <= SCREEN_MAX_ABS
+}
+
+/// Labels of one chunk of f64 rows (`labels.len()` rows, row-major) by the
+/// f32 screen, and in f64 for the rows it cannot decide: exactly the labels
+/// of the f64 kernels. `false` (nothing decided) when a value is too large
+/// for f32 or the kernel does not take the shape.
+fn screen_chunk<T>(rows: &[f64], sp: &ScreenPanels, labels: &mut [i32], s: &mut ScreenScratch<T>) -> bool {
+    let (m, d) = (labels.len(), sp.p64.d);
+    if rows.len() < m * d {
+        return false;
+    }
+    s.x32.resize(m * d, 0.0);
+    s.xnorm.resize(m, 0.0);
+    // SAFETY: a ScreenPanels exists only when AVX2 and FMA were detected.
+    #[cfg(target_arch = "x86_64")]
+    let fits = unsafe { round_rows_avx2(&rows[..m * d], d, &mut s.x32, &mut s.xnorm) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let fits = false;
+    if !fits {
+        return false;
+    }
+    s.xt32.resize(m.div_ceil(RB) * d * RB, 0.0);
+    s.top.resize(m, [0.0; 2]);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a ScreenPanels exists only when AVX2 and FMA were detected.
+    let screened = unsafe {
+        transpose_rows_avx2(&s.x32, m, d, &mut s.xt32);
+        argmin_cols_f32_top::<true>(&s.xt32, &sp.p32, labels, &mut s.top)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let screened = false;
+    if !screened {
+        return false;
+    }
+    s.pick.clear();
+    for (i, (t, &xn)) in s.top.iter().zip(&s.xnorm).enumerate() {
+        let margin = t[1] as f64 - t[0] as f64;
+        // Written so that a NaN margin is rescored too.
+        if !(margin > sp.per_xn * xn + sp.fixed) {
+            s.pick.push(i);
+        }
+    }
+    if s.pick.is_empty() {
+        return true;
+    }
+    s.rows.clear();
+    for &i in &s.pick {
+        s.rows.extend_from_slice(&rows[i * d..(i + 1) * d]);
+    }
+    s.rows.resize(s.pick.len().div_ceil(MR) * MR * d, 0.0);
+    s.labels.resize(s.pick.len(), 0);
+    argmin_packed(true, &s.rows, &sp.p64, &mut s.labels, &mut s.xt64);
+    for (&i, &l) in s.pick.iter().zip(&s.labels) {
+        labels[i] = l;
+    }
+    true
 }
 
 /// Unit-weight centre sums of one chunk (`v * 1.0` is exact, so this is the
@@ -3195,6 +3456,83 @@ mod tests {
         assert_eq!(a.labels, b.labels);
         assert_eq!(a.centers, b.centers);
         assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+    }
+
+    /// Rows on the bisector of two centres, nudged by a relative 1e-9 .. 1e-5
+    /// either way: the f64 winner flips with the nudge, which f32 cannot see.
+    fn near_ties(n: usize, c: &[f64], k: usize, d: usize, seed: u64) -> Array2<f64> {
+        let mut r = SplitMix64::new(seed, 3);
+        let mut x = Array2::zeros((n, d));
+        for mut row in x.rows_mut() {
+            let a = (r.uniform() * k as f64) as usize % k;
+            let b = (a + 1 + (r.uniform() * (k - 1) as f64) as usize) % k;
+            let t = 0.5 + (r.uniform() - 0.5) * 10f64.powf(-9.0 + 4.0 * r.uniform());
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = c[a * d + p] + t * (c[b * d + p] - c[a * d + p]);
+            }
+        }
+        x
+    }
+
+    fn check_screened(x: &Array2<f64>, c: &[f64], k: usize, weights: Option<&[f64]>) -> usize {
+        let (n, d) = x.dim();
+        let cancel = Cancel::new();
+        let xs = x.as_standard_layout();
+        let zeros = vec![0.0; d];
+        assert!(ScreenPanels::new(c, k, d).is_some() && screen_pays(true, k));
+        // The f64 kernels alone.
+        let p64 = Panels::<f64>::new(c, k, d);
+        let mut want = vec![0i32; n];
+        let a = pass_chunks(&xs.view(), weights, &zeros, k, &mut want, true, &cancel, |_, rows, cl, xt: &mut Vec<f64>| {
+            argmin_packed(true, rows, &p64, cl, xt)
+        })
+        .unwrap();
+        let mut got = vec![0i32; n];
+        let b = lloyd_pass(&xs.view(), weights, &zeros, c, k, &mut got, true, &cancel).unwrap();
+        assert_eq!(got, want, "n={n} d={d} k={k}");
+        assert_eq!(a, b, "sums n={n} d={d} k={k}");
+        // Rows the f32 winner alone would get wrong: what the margin guards.
+        let p32 = Panels::<f32>::new(c, k, d);
+        let (mut l32, mut xt) = (vec![0i32; n], Vec::new());
+        let x32: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+        for (ch, lc) in l32.chunks_mut(CHUNK).enumerate() {
+            let mut buf = x32[ch * CHUNK * d..(ch * CHUNK + lc.len()) * d].to_vec();
+            buf.resize(lc.len().div_ceil(MR) * MR * d, 0.0);
+            argmin_packed(true, &buf, &p32, lc, &mut xt);
+        }
+        l32.iter().zip(&want).filter(|(a, b)| a != b).count()
+    }
+
+    #[test]
+    fn screened_pass_equals_the_f64_pass() {
+        if !simd_available() {
+            return; // the screen runs on AVX2 only; elsewhere lloyd_pass is used
+        }
+        for &(n, d, k, seed) in &[(3000, 16, 40, 1), (1500, 64, 33, 2), (900, 5, 70, 3)] {
+            // Centred (as the shifted copy is) and far from the origin (f32
+            // alone is then wrong on most rows).
+            for offset in [-20.0, 1000.0] {
+                let x = many_blobs(n, d, k, seed, offset);
+                let c: Vec<f64> = x.rows().into_iter().step_by(7).take(k).flat_map(|r| r.to_vec()).collect();
+                check_screened(&x, &c, k, None);
+                let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
+                check_screened(&x, &c, k, Some(&w));
+            }
+            let x = many_blobs(n, d, k, seed, -20.0);
+            let c: Vec<f64> = x.rows().into_iter().step_by(7).take(k).flat_map(|r| r.to_vec()).collect();
+            // Duplicate centres (exact ties: the lowest index wins) and near ties.
+            let mut cd = c.clone();
+            cd.copy_within(0..d, 5 * d);
+            let xt = near_ties(n, &cd, k, d, seed);
+            let wrong_in_f32 = check_screened(&xt, &cd, k, None);
+            assert!(wrong_in_f32 > 0, "the near ties do not test the margin (d={d})");
+            // Tiny and huge scales.
+            for scale in [1e-20, 1e12] {
+                let xs = xt.mapv(|v| v * scale);
+                let cs: Vec<f64> = cd.iter().map(|v| v * scale).collect();
+                check_screened(&xs, &cs, k, None);
+            }
+        }
     }
 
     /// `m` blobs with random centres in [0, 40)^d plus uniform noise, offset.
