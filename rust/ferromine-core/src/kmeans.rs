@@ -1123,6 +1123,11 @@ unsafe fn argmin_cols_f32_top<const TOP2: bool>(
     {
         return false;
     }
+    if avx512_available() {
+        // SAFETY: AVX-512F was detected at run time; shapes checked above.
+        unsafe { argmin_cols_f32_avx512::<TOP2>(xt, panels, labels, top) };
+        return true;
+    }
     let kmax = panels.k.saturating_sub(1);
     let two = _mm256_set1_ps(2.0);
     let cm = panels.rowmaj.as_ptr();
@@ -1184,6 +1189,132 @@ unsafe fn argmin_cols_f32_top<const TOP2: bool>(
         }
     }
     true
+}
+
+/// Whether the AVX-512 kernels can run (and are not switched off for a test).
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !NO_AVX512.with(|c| c.get()) && std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+thread_local! {
+    /// Set by tests to run the AVX2 kernels on an AVX-512 machine.
+    static NO_AVX512: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Blocks of [`RB`] rows the AVX-512 kernel takes at once: 4 blocks x [`CB`]
+/// centres = 16 accumulators, so the FMA latency is hidden with room to spare.
+const NB512: usize = 4;
+
+/// [`argmin_cols_f32_top`] with one AVX-512 register per block of 16 rows and
+/// [`NB512`] blocks at a time: per lane the same FMA chain over `p = 0..d`,
+/// the same scores, the same strict-`<` scan in centre order and the same
+/// runner-up update, so labels and top-2 scores are bit-identical to the
+/// AVX2 kernel's. Shapes must have been checked by the caller.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `xt`, `panels`, `labels` and `top` (with
+/// `TOP2`) as checked in [`argmin_cols_f32_top`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn argmin_cols_f32_avx512<const TOP2: bool>(
+    xt: &[f32],
+    panels: &Panels<f32>,
+    labels: &mut [i32],
+    top: &mut [[f32; 2]],
+) {
+    let n_blk = labels.len().div_ceil(RB);
+    let mut b = 0;
+    while b + NB512 <= n_blk {
+        // SAFETY: blocks b..b + NB512 exist (n_blk blocks were checked).
+        unsafe { blocks_avx512::<NB512, TOP2>(xt, b, panels, labels, top) };
+        b += NB512;
+    }
+    while b < n_blk {
+        // SAFETY: as above, one block.
+        unsafe { blocks_avx512::<1, TOP2>(xt, b, panels, labels, top) };
+        b += 1;
+    }
+}
+
+/// Blocks `b0..b0 + NB` of [`argmin_cols_f32_avx512`].
+///
+/// # Safety
+/// As [`argmin_cols_f32_avx512`], and the blocks must exist in `xt`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn blocks_avx512<const NB: usize, const TOP2: bool>(
+    xt: &[f32],
+    b0: usize,
+    panels: &Panels<f32>,
+    labels: &mut [i32],
+    top: &mut [[f32; 2]],
+) {
+    use std::arch::x86_64::*;
+    let (d, kp, rows) = (panels.d, panels.rnorms.len(), labels.len());
+    let kmax = panels.k.saturating_sub(1);
+    let two = _mm512_set1_ps(2.0);
+    let cm = panels.rowmaj.as_ptr();
+    // SAFETY (all pointer reads): block q < NB of b0 holds d * RB values at
+    // (b0 + q) * d * RB; centre group j0 holds CB * d values at j0 * d.
+    let x = unsafe { xt.as_ptr().add(b0 * d * RB) };
+    let mut best = [_mm512_set1_ps(f32::INFINITY); NB];
+    let mut second = [_mm512_set1_ps(f32::INFINITY); NB];
+    let mut bidx = [_mm512_setzero_ps(); NB];
+    for j0 in (0..kp).step_by(CB) {
+        let c = unsafe { cm.add(j0 * d) };
+        let mut a = [[_mm512_setzero_ps(); NB]; CB];
+        for p in 0..d {
+            let xv: [__m512; NB] =
+                std::array::from_fn(|q| unsafe { _mm512_loadu_ps(x.add((q * d + p) * RB)) });
+            let cp = unsafe { c.add(p * CB) };
+            for (jj, aj) in a.iter_mut().enumerate() {
+                let cb = _mm512_set1_ps(unsafe { *cp.add(jj) });
+                for q in 0..NB {
+                    aj[q] = _mm512_fmadd_ps(xv[q], cb, aj[q]);
+                }
+            }
+        }
+        for (jj, aj) in a.iter().enumerate() {
+            let nv = _mm512_set1_ps(unsafe { *panels.rnorms.as_ptr().add(j0 + jj) });
+            let jv = _mm512_set1_ps((j0 + jj) as f32);
+            for q in 0..NB {
+                // norms - 2 * acc: 2 * acc is exact, so fusing does not change the rounding.
+                let dist = _mm512_fnmadd_ps(two, aj[q], nv);
+                let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(dist, best[q]);
+                if TOP2 {
+                    let sec = _mm512_min_ps(second[q], dist);
+                    second[q] = _mm512_mask_blend_ps(lt, sec, best[q]);
+                }
+                best[q] = _mm512_mask_blend_ps(lt, best[q], dist);
+                bidx[q] = _mm512_mask_blend_ps(lt, bidx[q], jv);
+            }
+        }
+    }
+    for q in 0..NB {
+        let r0 = (b0 + q) * RB;
+        let (mut idx, mut b1, mut b2) = ([0f32; RB], [0f32; RB], [0f32; RB]);
+        unsafe {
+            _mm512_storeu_ps(idx.as_mut_ptr(), bidx[q]);
+            _mm512_storeu_ps(b1.as_mut_ptr(), best[q]);
+            _mm512_storeu_ps(b2.as_mut_ptr(), second[q]);
+        }
+        for (l, &v) in labels[r0.min(rows)..].iter_mut().zip(&idx) {
+            *l = (v as usize).min(kmax) as i32;
+        }
+        if TOP2 {
+            for (r, t) in top[r0.min(rows)..rows].iter_mut().take(RB).enumerate() {
+                *t = [b1[r], b2[r]];
+            }
+        }
+    }
 }
 
 /// [`transpose_rows`] for f64 into blocks of [`RB64`] rows, with 4 x 4 AVX2
@@ -1630,12 +1761,33 @@ pub fn lloyd_pass<T: Float>(
     update: bool,
     cancel: &Cancel,
 ) -> Result<LloydStats> {
+    Ok(lloyd_pass_opt(x, weights, shift, centers, None, k, labels, update, cancel)?.0)
+}
+
+/// [`lloyd_pass`] that also returns the inertia (as [`inertia`] computes it)
+/// when given the centres in original coordinates (`original`), while each
+/// chunk's rows are in cache.
+#[allow(clippy::too_many_arguments)]
+fn lloyd_pass_opt<T: Float>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    shift: &[f64],
+    centers: &[f64],
+    original: Option<&[T]>,
+    k: usize,
+    labels: &mut [i32],
+    update: bool,
+    cancel: &Cancel,
+) -> Result<(LloydStats, f64)> {
     let (n, d) = check_dims(x, shift, weights)?;
     check_centers(centers.len(), k, d)?;
     if labels.len() != n {
         return Err(CoreError::Internal(
             "labels buffer has the wrong length".into(),
         ));
+    }
+    if let Some(c) = original {
+        check_centers(c.len(), k, d)?;
     }
     let panels = Panels::<T>::new(centers, k, d);
     let simd = simd_available();
@@ -1644,14 +1796,20 @@ pub fn lloyd_pass<T: Float>(
     } else {
         None
     };
-    pass_chunks(x, weights, shift, k, labels, update, cancel, |_, rows, clabels, s: &mut ScreenScratch<T>| {
-        if let (Some(sp), Some(rows64)) = (&screen, T::as_f64s(rows)) {
-            if screen_chunk(rows64, sp, clabels, s) {
-                return;
-            }
+    let (stats, parts) = pass_chunks(x, weights, shift, k, labels, update, cancel, |r0, rows, clabels, s: &mut ScreenScratch<T>| {
+        let screened = match (&screen, T::as_f64s(rows)) {
+            (Some(sp), Some(rows64)) => screen_chunk(rows64, sp, clabels, s),
+            _ => false,
+        };
+        if !screened {
+            argmin_packed(simd, rows, &panels, clabels, &mut s.xt);
         }
-        argmin_packed(simd, rows, &panels, clabels, &mut s.xt)
-    })
+        match original {
+            Some(c) => chunk_inertia(x, weights, c, clabels, r0, &mut s.row),
+            None => Ok(0.0),
+        }
+    })?;
+    Ok((stats, parts.iter().sum()))
 }
 
 /// The chunk loop of a Lloyd pass: `label(r0, rows, labels, scratch)` writes
@@ -1668,13 +1826,13 @@ fn pass_chunks<T: Float, S: Default>(
     labels: &mut [i32],
     update: bool,
     cancel: &Cancel,
-    label: impl Fn(usize, &[T], &mut [i32], &mut S) + Sync,
-) -> Result<LloydStats> {
+    label: impl Fn(usize, &[T], &mut [i32], &mut S) -> Result<f64> + Sync,
+) -> Result<(LloydStats, Vec<f64>)> {
     let (n, d) = x.dim();
     let simd = simd_available();
     let unshifted = shift.iter().all(|&s| s == 0.0);
     let g_rows = group_rows(n, k, d);
-    let partials: Vec<LloydStats> = labels
+    let partials: Vec<(LloydStats, Vec<f64>)> = labels
         .par_chunks_mut(g_rows)
         .enumerate()
         .map(|(g, glabels)| {
@@ -1682,6 +1840,7 @@ fn pass_chunks<T: Float, S: Default>(
                 sums: if update { vec![0.0; k * d] } else { Vec::new() },
                 weights: if update { vec![0.0; k] } else { Vec::new() },
             };
+            let mut values = Vec::with_capacity(glabels.len().div_ceil(CHUNK));
             let (mut buf, mut scratch) = (Vec::new(), S::default());
             let g0 = g * g_rows;
             for (c, clabels) in glabels.chunks_mut(CHUNK).enumerate() {
@@ -1689,7 +1848,7 @@ fn pass_chunks<T: Float, S: Default>(
                 let r0 = g0 + c * CHUNK;
                 let r1 = r0 + clabels.len();
                 let rows = chunk_rows(x, r0, r1, shift, unshifted, &mut buf);
-                label(r0, rows, clabels, &mut scratch);
+                values.push(label(r0, rows, clabels, &mut scratch)?);
                 if let (true, Some(w)) = (update, weights) {
                     for (i, (&l, xr)) in clabels.iter().zip(rows.chunks_exact(d)).enumerate() {
                         let w = w[r0 + i];
@@ -1703,7 +1862,7 @@ fn pass_chunks<T: Float, S: Default>(
                     add_rows(simd, clabels, rows, d, &mut stats);
                 }
             }
-            Ok(stats)
+            Ok((stats, values))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut total = LloydStats {
@@ -1718,7 +1877,7 @@ fn pass_chunks<T: Float, S: Default>(
             .zip(total.weights.par_iter_mut())
             .enumerate()
             .for_each(|(j, (s, w))| {
-                for p in &partials {
+                for (p, _) in &partials {
                     for (a, &b) in s.iter_mut().zip(&p.sums[j * d..(j + 1) * d]) {
                         *a += b;
                     }
@@ -1726,7 +1885,8 @@ fn pass_chunks<T: Float, S: Default>(
                 }
             });
     }
-    Ok(total)
+    let values = partials.into_iter().flat_map(|(_, v)| v).collect();
+    Ok((total, values))
 }
 
 // ---------------------------------------------------------------------------
@@ -1794,6 +1954,7 @@ impl ScreenPanels {
 /// Scratch of one group of a Lloyd pass.
 struct ScreenScratch<T> {
     xt: Vec<T>,
+    row: Vec<T>,
     x32: Vec<f32>,
     xnorm: Vec<f64>,
     xt32: Vec<f32>,
@@ -1808,6 +1969,7 @@ impl<T> Default for ScreenScratch<T> {
     fn default() -> Self {
         ScreenScratch {
             xt: Vec::new(),
+            row: Vec::new(),
             x32: Vec::new(),
             xnorm: Vec::new(),
             xt32: Vec::new(),
@@ -1940,7 +2102,19 @@ fn add_rows_avx2<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut Lloyd
     add_rows_generic(labels, xs, d, stats)
 }
 
+/// [`add_rows_generic`] in AVX-512 registers (8 f64 sums per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn add_rows_avx512<T: Float>(labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    add_rows_generic(labels, xs, d, stats)
+}
+
 fn add_rows<T: Float>(simd: bool, labels: &[i32], xs: &[T], d: usize, stats: &mut LloydStats) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && avx512_available() {
+        // SAFETY: AVX-512F was detected at run time.
+        return unsafe { add_rows_avx512(labels, xs, d, stats) };
+    }
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time.
@@ -2483,12 +2657,9 @@ pub fn assign<T: Float>(
         .flat_map(|c| c.iter().zip(shift).map(|(&v, &s)| v.to_f64() - s))
         .collect();
     let mut labels = vec![0i32; n];
-    lloyd_pass(x, weights, shift, &shifted, k, &mut labels, false, cancel)?;
-    let inertia = if with_inertia {
-        inertia(x, weights, centers, &labels, cancel)?
-    } else {
-        0.0
-    };
+    let original = with_inertia.then_some(centers);
+    let (_, inertia) =
+        lloyd_pass_opt(x, weights, shift, &shifted, original, k, &mut labels, false, cancel)?;
     Ok((labels, inertia))
 }
 
@@ -2500,34 +2671,46 @@ pub fn inertia<T: Float>(
     labels: &[i32],
     cancel: &Cancel,
 ) -> Result<f64> {
-    let d = x.ncols();
     let parts: Vec<f64> = labels
         .par_chunks(CHUNK)
         .enumerate()
         .map(|(c, l)| {
             cancel.check()?;
-            let mut acc = 0.0;
-            let mut row = vec![T::ZERO; d];
-            for (i, &l) in l.iter().enumerate() {
-                let r = c * CHUNK + i;
-                let cen = centers
-                    .get(l as usize * d..(l as usize + 1) * d)
-                    .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
-                x.read_row(r, &mut row);
-                let s: f64 = row
-                    .iter()
-                    .zip(cen)
-                    .map(|(&a, &b)| {
-                        let t = a.to_f64() - b.to_f64();
-                        t * t
-                    })
-                    .sum();
-                acc += weights.map_or(1.0, |w| w[r]) * s;
-            }
-            Ok(acc)
+            chunk_inertia(x, weights, centers, l, c * CHUNK, &mut Vec::new())
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(parts.iter().sum())
+}
+
+/// The inertia of rows `r0..r0 + labels.len()`, summed in row order.
+fn chunk_inertia<T: Float>(
+    x: &impl Rows<T>,
+    weights: Option<&[f64]>,
+    centers: &[T],
+    labels: &[i32],
+    r0: usize,
+    row: &mut Vec<T>,
+) -> Result<f64> {
+    let d = x.ncols();
+    row.resize(d, T::ZERO);
+    let mut acc = 0.0;
+    for (i, &l) in labels.iter().enumerate() {
+        let r = r0 + i;
+        let cen = centers
+            .get(l as usize * d..(l as usize + 1) * d)
+            .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
+        x.read_row(r, row);
+        let s: f64 = row
+            .iter()
+            .zip(cen)
+            .map(|(&a, &b)| {
+                let t = a.to_f64() - b.to_f64();
+                t * t
+            })
+            .sum();
+        acc += weights.map_or(1.0, |w| w[r]) * s;
+    }
+    Ok(acc)
 }
 
 /// Euclidean distance of every row to every centre (n x k, row-major),
@@ -3483,8 +3666,9 @@ mod tests {
         // The f64 kernels alone.
         let p64 = Panels::<f64>::new(c, k, d);
         let mut want = vec![0i32; n];
-        let a = pass_chunks(&xs.view(), weights, &zeros, k, &mut want, true, &cancel, |_, rows, cl, xt: &mut Vec<f64>| {
-            argmin_packed(true, rows, &p64, cl, xt)
+        let (a, _) = pass_chunks(&xs.view(), weights, &zeros, k, &mut want, true, &cancel, |_, rows, cl, xt: &mut Vec<f64>| {
+            argmin_packed(true, rows, &p64, cl, xt);
+            Ok(0.0)
         })
         .unwrap();
         let mut got = vec![0i32; n];
@@ -3501,6 +3685,46 @@ mod tests {
             argmin_packed(true, &buf, &p32, lc, &mut xt);
         }
         l32.iter().zip(&want).filter(|(a, b)| a != b).count()
+    }
+
+    #[test]
+    fn avx512_kernel_equals_the_avx2_kernel() {
+        if !(simd_available() && std::is_x86_feature_detected!("avx512f")) {
+            eprintln!("no AVX-512 here: only the AVX2 kernel runs");
+            return;
+        }
+        let mut r = SplitMix64::new(11, 0);
+        for &rows in &[1usize, 15, 16, 17, 63, 64, 65, 200, 256] {
+            for &d in &[1usize, 3, 16, 64] {
+                for &k in &[1usize, 3, 4, 5, 33] {
+                    // Small integers: many exact ties, which must resolve alike.
+                    let x: Vec<f32> = (0..rows * d).map(|_| (r.uniform() * 5.0).floor() as f32).collect();
+                    let c: Vec<f64> = (0..k * d).map(|_| (r.uniform() * 5.0).floor()).collect();
+                    let panels = Panels::<f32>::new(&c, k, d);
+                    let mut xt = vec![0f32; rows.div_ceil(RB) * d * RB];
+                    let run = |no512: bool, xt: &mut Vec<f32>| {
+                        NO_AVX512.with(|f| f.set(no512));
+                        let (mut l, mut t) = (vec![-1i32; rows], vec![[0f32; 2]; rows]);
+                        // SAFETY: AVX2 and FMA were detected above.
+                        let ok = unsafe {
+                            transpose_rows_avx2(&x, rows, d, xt);
+                            argmin_cols_f32_top::<true>(xt, &panels, &mut l, &mut t)
+                        };
+                        NO_AVX512.with(|f| f.set(false));
+                        assert!(ok);
+                        (l, t.iter().map(|v| [v[0].to_bits(), v[1].to_bits()]).collect::<Vec<_>>())
+                    };
+                    let (a, b) = (run(false, &mut xt), run(true, &mut xt));
+                    assert_eq!(a, b, "rows={rows} d={d} k={k}");
+                    let want = brute_labels(
+                        &Array2::from_shape_vec((rows, d), x.iter().map(|&v| v as f64).collect()).unwrap(),
+                        &c,
+                        k,
+                    );
+                    assert_eq!(a.0, want, "rows={rows} d={d} k={k}");
+                }
+            }
+        }
     }
 
     #[test]
