@@ -1430,7 +1430,7 @@ fn score_blocks<K: Key, const N: usize>(
         || t.len() != rows.div_ceil(BLOCK) * bl
         || N != 1 << im.depth
         || slots.len() != 2 * im.leaf.len()
-        || im.leaf.len() % N != 0
+        || !im.leaf.len().is_multiple_of(N)
         || im.nan_right.len() != im.leaf.len()
     {
         return Err(CoreError::Internal("implicit forest layout".into()));

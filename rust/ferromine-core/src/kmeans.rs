@@ -628,7 +628,7 @@ fn chunk_rows<'a, T: Float>(
     unshifted: bool,
     buf: &'a mut Vec<T>,
 ) -> &'a [T] {
-    if unshifted && (r1 - r0) % MR == 0 {
+    if unshifted && (r1 - r0).is_multiple_of(MR) {
         if let Some(s) = x.contiguous(r0, r1) {
             return s;
         }
@@ -1116,7 +1116,7 @@ unsafe fn argmin_cols_f32_top<const TOP2: bool>(
     let kp = panels.rnorms.len();
     let rows = labels.len();
     if d == 0
-        || kp % CB != 0
+        || !kp.is_multiple_of(CB)
         || panels.rowmaj.len() < kp * d
         || xt.len() < rows.div_ceil(RB) * d * RB
         || (TOP2 && top.len() < rows)
@@ -1394,7 +1394,7 @@ unsafe fn argmin_cols_f64(xt: &[f64], panels: &Panels<f64>, labels: &mut [i32]) 
     let kp = panels.rnorms.len();
     let rows = labels.len();
     if d == 0
-        || kp % CB != 0
+        || !kp.is_multiple_of(CB)
         || panels.rowmaj.len() < kp * d
         || xt.len() < rows.div_ceil(RB64) * d * RB64
     {
@@ -1796,19 +1796,28 @@ fn lloyd_pass_opt<T: Float>(
     } else {
         None
     };
-    let (stats, parts) = pass_chunks(x, weights, shift, k, labels, update, cancel, |r0, rows, clabels, s: &mut ScreenScratch<T>| {
-        let screened = match (&screen, T::as_f64s(rows)) {
-            (Some(sp), Some(rows64)) => screen_chunk(rows64, sp, clabels, s),
-            _ => false,
-        };
-        if !screened {
-            argmin_packed(simd, rows, &panels, clabels, &mut s.xt);
-        }
-        match original {
-            Some(c) => chunk_inertia(x, weights, c, clabels, r0, &mut s.row),
-            None => Ok(0.0),
-        }
-    })?;
+    let (stats, parts) = pass_chunks(
+        x,
+        weights,
+        shift,
+        k,
+        labels,
+        update,
+        cancel,
+        |r0, rows, clabels, s: &mut ScreenScratch<T>| {
+            let screened = match (&screen, T::as_f64s(rows)) {
+                (Some(sp), Some(rows64)) => screen_chunk(rows64, sp, clabels, s),
+                _ => false,
+            };
+            if !screened {
+                argmin_packed(simd, rows, &panels, clabels, &mut s.xt);
+            }
+            match original {
+                Some(c) => chunk_inertia(x, weights, c, clabels, r0, &mut s.row),
+                None => Ok(0.0),
+            }
+        },
+    )?;
     Ok((stats, parts.iter().sum()))
 }
 
@@ -1930,9 +1939,14 @@ impl ScreenPanels {
         }
         let p32 = Panels::<f32>::new(centers, k, d);
         // Largest norm of the f32 centres the screen uses.
-        let cn2 = p32.rnorms.iter().take(k).fold(0.0f64, |m, &v| m.max(v as f64));
+        let cn2 = p32
+            .rnorms
+            .iter()
+            .take(k)
+            .fold(0.0f64, |m, &v| m.max(v as f64));
         let cn = cn2.sqrt();
-        if !(cn <= SCREEN_MAX_ABS) {
+        // (A NaN norm fails too.)
+        if cn.is_nan() || cn > SCREEN_MAX_ABS {
             return None;
         }
         // |f32 score - exact score| <= u (2 (d + 4) ||x|| cn + 8 cn^2), u the
@@ -2010,7 +2024,11 @@ fn round_rows_avx2(rows: &[f64], d: usize, x32: &mut [f32], xnorm: &mut [f64]) -
         for p in d4..d {
             o[p] = r[p] as f32;
             nrm += r[p] * r[p];
-            top_tail = if r[p].abs() > top_tail { r[p].abs() } else { top_tail };
+            top_tail = if r[p].abs() > top_tail {
+                r[p].abs()
+            } else {
+                top_tail
+            };
         }
         *nr = nrm.sqrt();
     }
@@ -2026,7 +2044,12 @@ fn round_rows_avx2(rows: &[f64], d: usize, x32: &mut [f32], xnorm: &mut [f64]) -
 /// f32 screen, and in f64 for the rows it cannot decide: exactly the labels
 /// of the f64 kernels. `false` (nothing decided) when a value is too large
 /// for f32 or the kernel does not take the shape.
-fn screen_chunk<T>(rows: &[f64], sp: &ScreenPanels, labels: &mut [i32], s: &mut ScreenScratch<T>) -> bool {
+fn screen_chunk<T>(
+    rows: &[f64],
+    sp: &ScreenPanels,
+    labels: &mut [i32],
+    s: &mut ScreenScratch<T>,
+) -> bool {
     let (m, d) = (labels.len(), sp.p64.d);
     if rows.len() < m * d {
         return false;
@@ -2057,8 +2080,9 @@ fn screen_chunk<T>(rows: &[f64], sp: &ScreenPanels, labels: &mut [i32], s: &mut 
     s.pick.clear();
     for (i, (t, &xn)) in s.top.iter().zip(&s.xnorm).enumerate() {
         let margin = t[1] as f64 - t[0] as f64;
-        // Written so that a NaN margin is rescored too.
-        if !(margin > sp.per_xn * xn + sp.fixed) {
+        // A NaN margin is rescored too.
+        let decided = margin > sp.per_xn * xn + sp.fixed;
+        if !decided {
             s.pick.push(i);
         }
     }
@@ -2658,8 +2682,17 @@ pub fn assign<T: Float>(
         .collect();
     let mut labels = vec![0i32; n];
     let original = with_inertia.then_some(centers);
-    let (_, inertia) =
-        lloyd_pass_opt(x, weights, shift, &shifted, original, k, &mut labels, false, cancel)?;
+    let (_, inertia) = lloyd_pass_opt(
+        x,
+        weights,
+        shift,
+        &shifted,
+        original,
+        k,
+        &mut labels,
+        false,
+        cancel,
+    )?;
     Ok((labels, inertia))
 }
 
@@ -3666,10 +3699,19 @@ mod tests {
         // The f64 kernels alone.
         let p64 = Panels::<f64>::new(c, k, d);
         let mut want = vec![0i32; n];
-        let (a, _) = pass_chunks(&xs.view(), weights, &zeros, k, &mut want, true, &cancel, |_, rows, cl, xt: &mut Vec<f64>| {
-            argmin_packed(true, rows, &p64, cl, xt);
-            Ok(0.0)
-        })
+        let (a, _) = pass_chunks(
+            &xs.view(),
+            weights,
+            &zeros,
+            k,
+            &mut want,
+            true,
+            &cancel,
+            |_, rows, cl, xt: &mut Vec<f64>| {
+                argmin_packed(true, rows, &p64, cl, xt);
+                Ok(0.0)
+            },
+        )
         .unwrap();
         let mut got = vec![0i32; n];
         let b = lloyd_pass(&xs.view(), weights, &zeros, c, k, &mut got, true, &cancel).unwrap();
@@ -3698,7 +3740,9 @@ mod tests {
             for &d in &[1usize, 3, 16, 64] {
                 for &k in &[1usize, 3, 4, 5, 33] {
                     // Small integers: many exact ties, which must resolve alike.
-                    let x: Vec<f32> = (0..rows * d).map(|_| (r.uniform() * 5.0).floor() as f32).collect();
+                    let x: Vec<f32> = (0..rows * d)
+                        .map(|_| (r.uniform() * 5.0).floor() as f32)
+                        .collect();
                     let c: Vec<f64> = (0..k * d).map(|_| (r.uniform() * 5.0).floor()).collect();
                     let panels = Panels::<f32>::new(&c, k, d);
                     let mut xt = vec![0f32; rows.div_ceil(RB) * d * RB];
@@ -3712,12 +3756,18 @@ mod tests {
                         };
                         NO_AVX512.with(|f| f.set(false));
                         assert!(ok);
-                        (l, t.iter().map(|v| [v[0].to_bits(), v[1].to_bits()]).collect::<Vec<_>>())
+                        (
+                            l,
+                            t.iter()
+                                .map(|v| [v[0].to_bits(), v[1].to_bits()])
+                                .collect::<Vec<_>>(),
+                        )
                     };
                     let (a, b) = (run(false, &mut xt), run(true, &mut xt));
                     assert_eq!(a, b, "rows={rows} d={d} k={k}");
                     let want = brute_labels(
-                        &Array2::from_shape_vec((rows, d), x.iter().map(|&v| v as f64).collect()).unwrap(),
+                        &Array2::from_shape_vec((rows, d), x.iter().map(|&v| v as f64).collect())
+                            .unwrap(),
                         &c,
                         k,
                     );
@@ -3737,19 +3787,34 @@ mod tests {
             // alone is then wrong on most rows).
             for offset in [-20.0, 1000.0] {
                 let x = many_blobs(n, d, k, seed, offset);
-                let c: Vec<f64> = x.rows().into_iter().step_by(7).take(k).flat_map(|r| r.to_vec()).collect();
+                let c: Vec<f64> = x
+                    .rows()
+                    .into_iter()
+                    .step_by(7)
+                    .take(k)
+                    .flat_map(|r| r.to_vec())
+                    .collect();
                 check_screened(&x, &c, k, None);
                 let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
                 check_screened(&x, &c, k, Some(&w));
             }
             let x = many_blobs(n, d, k, seed, -20.0);
-            let c: Vec<f64> = x.rows().into_iter().step_by(7).take(k).flat_map(|r| r.to_vec()).collect();
+            let c: Vec<f64> = x
+                .rows()
+                .into_iter()
+                .step_by(7)
+                .take(k)
+                .flat_map(|r| r.to_vec())
+                .collect();
             // Duplicate centres (exact ties: the lowest index wins) and near ties.
             let mut cd = c.clone();
             cd.copy_within(0..d, 5 * d);
             let xt = near_ties(n, &cd, k, d, seed);
             let wrong_in_f32 = check_screened(&xt, &cd, k, None);
-            assert!(wrong_in_f32 > 0, "the near ties do not test the margin (d={d})");
+            assert!(
+                wrong_in_f32 > 0,
+                "the near ties do not test the margin (d={d})"
+            );
             // Tiny and huge scales.
             for scale in [1e-20, 1e12] {
                 let xs = xt.mapv(|v| v * scale);
