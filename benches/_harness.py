@@ -22,6 +22,18 @@ def data_dir() -> Path:
     return Path(os.environ.get("FERROMINE_DATA", root.parent / "shared" / "data"))
 
 
+# OpenBLAS and OpenMP worker threads spin-wait for a while after a call (OpenBLAS
+# about 0.1 s); a library timed right after one that used them loses a core to
+# that spinning (measured: ferromine's k-means++ 41 ms alone, 105 ms right after
+# sklearn's). Every timed call starts after this pause, whoever ran before.
+SETTLE_S = 0.15
+
+
+def settle() -> None:
+    """Let the previous library's worker threads go idle before a timed call."""
+    time.sleep(SETTLE_S)
+
+
 def alternate(runs: dict, repeat: int, budget_s: float | None = None) -> dict:
     """Time each callable in ``runs`` ``repeat`` times, alternating between them
     (ours, ref, ours, ref, ...) so load on a shared machine hits all alike.
@@ -35,6 +47,7 @@ def alternate(runs: dict, repeat: int, budget_s: float | None = None) -> dict:
             rec = out[name]
             if rep > 0 and budget_s is not None and rec["times"] and rec["times"][0] > budget_s:
                 continue
+            settle()
             t0 = time.perf_counter()
             rec["result"] = fn()
             rec["times"].append(time.perf_counter() - t0)

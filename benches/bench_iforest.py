@@ -25,11 +25,15 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import settle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FERROMINE_DATA", ROOT.parent / "shared" / "data")) / "odds"
@@ -117,6 +121,7 @@ def _bench(libs, X, y, reps: int, seeds: int):
     auc: dict[str, list[float]] = {k: [] for k in libs}
     for seed in range(max(reps, seeds)):
         for name, (fit, score) in libs.items():
+            settle()
             t0 = time.perf_counter()
             model = fit(X, seed)
             t1 = time.perf_counter()
@@ -265,7 +270,8 @@ def main() -> None:
     print(f"\nMemory bound: rows a streaming read of X could deliver per second, at the {bandwidth / 1e9:.1f} GB/s "
           "measured here (two threads summing a 512 MiB array); scoring is compute-bound far below it "
           "(100 trees x ~8 node visits per row).")
-    print(f"\nTimes: medians of {reps} repetitions (seeds 0..{reps - 1}), libraries alternating. Answers agree: "
+    print(f"\nTimes: medians of {reps} repetitions (seeds 0..{reps - 1}), libraries alternating, each timed fit after a 0.15 s pause (idle OpenMP threads of the "
+          f"previous library spin-wait). Answers agree: "
           f"ROC-AUC on the labelled outliers, mean ± sd over {seeds} forests (seeds 0..{seeds - 1}) per library; "
           f"\"yes\" when ferromine's mean is within {AUC_TOL} of scikit-learn's (the algorithm it reproduces) and "
           f"no more than {AUC_TOL} below the lowest reference's; isotree and coniferest are other algorithms, so "

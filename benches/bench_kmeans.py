@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +28,9 @@ import numpy as np
 from sklearn.cluster import KMeans as SKKMeans
 from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 from sklearn.datasets import make_blobs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import settle  # noqa: E402
 
 from ferromine import _core
 from ferromine._threads import resolve_n_jobs
@@ -114,6 +118,7 @@ def bench_fit(n, d, k, dtype, reps):
         for name, fn in runners.items():
             if fn is None:
                 continue
+            settle()
             t = time.perf_counter()
             models[name] = fn()
             times[name].append(time.perf_counter() - t)
@@ -146,9 +151,11 @@ def bench_init(n, d, k, dtype, reps):
     X = X.astype(dtype)
     t_ours, t_ref = [], []
     for r in range(reps):
+        settle()
         t = time.perf_counter()
         c_ours, _ = kmeans_plusplus(X, k, random_state=r)
         t_ours.append(time.perf_counter() - t)
+        settle()
         t = time.perf_counter()
         c_ref, _ = sk_kmeans_plusplus(X, k, random_state=r)
         t_ref.append(time.perf_counter() - t)
@@ -309,6 +316,8 @@ def main():
     print(
         f"\nRatios are reference time / ferromine time (> 1: ferromine faster). GFLOP/s counts 2nkd per iteration; "
         f"the issue's float32 peak figure is {PEAK_F32_GFLOPS:.0f} GFLOP/s (2 AVX-512 cores). This CPU: {_cpu_isa()}. "
+        "Each timed call starts after a 0.15 s pause, so the previous library's spinning "
+        "OpenBLAS/OpenMP threads do not take a core from the next. "
         "Timings on a shared machine are noisy: compare ratios, not seconds."
     )
     threads = None
