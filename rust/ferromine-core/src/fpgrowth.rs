@@ -194,61 +194,83 @@ pub fn csr_of_dense(
     if n_items > u32::MAX as usize - 1 {
         return Err(CoreError::invalid("too many items (more than 2^32 - 2)"));
     }
-    let mut indptr = Vec::with_capacity(n_transactions + 1);
-    indptr.push(0i64);
-    if !column_major {
-        let mut indices = Vec::new();
+    // Cells are packed into one 64-bit mask per (64-column group, row),
+    // group-major, then each row's set bits are written out in column
+    // order. Packing reads the cells in memory order and is branch-free in
+    // both layouts; a direct fill from column-major cells scattered one write
+    // per cell across all rows (measured: mushroom's 8124 x 119 cells, 1.8 ms
+    // before, see docs/fpgrowth.md).
+    let groups = n_items.div_ceil(64);
+    let mut masks = vec![0u64; groups * n_transactions];
+    if column_major {
+        for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
+            if i % 64 == 0 {
+                cancel.check()?;
+            }
+            let (g, bit) = (i / 64, i % 64);
+            or_column_bits(&mut masks[g * n_transactions..(g + 1) * n_transactions], col, bit);
+        }
+    } else {
         for (t, row) in data.chunks_exact(n_items.max(1)).enumerate() {
             if t % 4096 == 0 {
                 cancel.check()?;
             }
-            indices.extend(
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, &v)| v != 0)
-                    .map(|(i, _)| i as u32),
-            );
-            indptr.push(indices.len() as i64);
-        }
-        // n_items == 0: no cells, but every transaction still has its (empty) row.
-        indptr.resize(n_transactions + 1, 0);
-        return Ok((indptr, indices));
-    }
-    let mut len = vec![0i64; n_transactions];
-    for col in data.chunks_exact(n_transactions.max(1)) {
-        for (l, &v) in len.iter_mut().zip(col) {
-            *l += (v != 0) as i64;
+            for (g, cells) in row.chunks(64).enumerate() {
+                let mut m = 0u64;
+                for (bit, &v) in cells.iter().enumerate() {
+                    m |= ((v != 0) as u64) << bit;
+                }
+                masks[g * n_transactions + t] = m;
+            }
         }
     }
     cancel.check()?;
-    for &l in &len {
-        let last = *indptr.last().unwrap_or(&0);
-        indptr.push(last + l);
+    let mut indptr = Vec::with_capacity(n_transactions + 1);
+    indptr.push(0i64);
+    let mut total = 0i64;
+    for t in 0..n_transactions {
+        total += (0..groups)
+            .map(|g| masks[g * n_transactions + t].count_ones() as i64)
+            .sum::<i64>();
+        indptr.push(total);
     }
-    let total = *indptr.last().unwrap_or(&0) as usize;
-    // One spare slot at the end: an absent cell writes there, so the fill
-    // has no branch on the cell (one-hot frames are 5-50% ones, which a
-    // branch predicts badly).
-    let mut indices = vec![0u32; total + 1];
-    let mut pos: Vec<usize> = indptr[..n_transactions]
-        .iter()
-        .map(|&o| o as usize)
-        .collect();
-    for (i, col) in data.chunks_exact(n_transactions.max(1)).enumerate() {
-        if i % 64 == 0 {
-            cancel.check()?;
-        }
-        for (p, &v) in pos.iter_mut().zip(col) {
-            let present = v != 0;
-            let at = if present { *p } else { total };
-            if let Some(slot) = indices.get_mut(at) {
-                *slot = i as u32;
+    let mut indices = vec![0u32; total as usize];
+    let mut at = 0;
+    for t in 0..n_transactions {
+        for g in 0..groups {
+            let mut m = masks[g * n_transactions + t];
+            while m != 0 {
+                if let Some(slot) = indices.get_mut(at) {
+                    *slot = (g * 64) as u32 + m.trailing_zeros();
+                }
+                at += 1;
+                m &= m - 1;
             }
-            *p += present as usize;
         }
     }
-    indices.truncate(total);
     Ok((indptr, indices))
+}
+
+/// `masks[t] |= (col[t] != 0) << bit`, in AVX2 registers where present (the
+/// u8 to u64 widening is slow in baseline SSE2).
+fn or_column_bits(masks: &mut [u64], col: &[u8], bit: usize) {
+    #[inline(always)]
+    fn body(masks: &mut [u64], col: &[u8], bit: usize) {
+        for (m, &v) in masks.iter_mut().zip(col) {
+            *m |= ((v != 0) as u64) << bit;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn avx2(masks: &mut [u64], col: &[u8], bit: usize) {
+        body(masks, col, bit)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected at run time.
+        return unsafe { avx2(masks, col, bit) };
+    }
+    body(masks, col, bit)
 }
 
 /// Support count of every item (an item listed twice in one transaction
@@ -2139,6 +2161,24 @@ mod tests {
             (vec![0i64, 0, 0], vec![])
         );
         assert!(csr_of_dense(&rm, 4, 4, false, &c).is_err());
+        // Both layouts against a naive scan, across 64-column groups.
+        let mut state = 7u64;
+        for &(n, m) in &[(1usize, 1usize), (5, 63), (9, 64), (33, 65), (100, 200), (3, 129)] {
+            let cells: Vec<u8> = (0..n * m)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 33) % 3 == 0) as u8 * ((state >> 40) % 5 + 1) as u8
+                })
+                .collect();
+            let mut want = (vec![0i64], Vec::new());
+            for r in cells.chunks(m) {
+                want.1.extend(r.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32));
+                want.0.push(want.1.len() as i64);
+            }
+            let cm: Vec<u8> = (0..m).flat_map(|i| cells.chunks(m).map(move |r| r[i])).collect();
+            assert_eq!(csr_of_dense(&cells, n, m, false, &c).unwrap(), want, "{n} x {m}");
+            assert_eq!(csr_of_dense(&cm, n, m, true, &c).unwrap(), want, "{n} x {m}");
+        }
     }
 
     #[test]
