@@ -208,7 +208,11 @@ pub fn csr_of_dense(
                 cancel.check()?;
             }
             let (g, bit) = (i / 64, i % 64);
-            or_column_bits(&mut masks[g * n_transactions..(g + 1) * n_transactions], col, bit);
+            or_column_bits(
+                &mut masks[g * n_transactions..(g + 1) * n_transactions],
+                col,
+                bit,
+            );
         }
     } else {
         for (t, row) in data.chunks_exact(n_items.max(1)).enumerate() {
@@ -2163,21 +2167,45 @@ mod tests {
         assert!(csr_of_dense(&rm, 4, 4, false, &c).is_err());
         // Both layouts against a naive scan, across 64-column groups.
         let mut state = 7u64;
-        for &(n, m) in &[(1usize, 1usize), (5, 63), (9, 64), (33, 65), (100, 200), (3, 129)] {
+        for &(n, m) in &[
+            (1usize, 1usize),
+            (5, 63),
+            (9, 64),
+            (33, 65),
+            (100, 200),
+            (3, 129),
+        ] {
             let cells: Vec<u8> = (0..n * m)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((state >> 33) % 3 == 0) as u8 * ((state >> 40) % 5 + 1) as u8
                 })
                 .collect();
             let mut want = (vec![0i64], Vec::new());
             for r in cells.chunks(m) {
-                want.1.extend(r.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32));
+                want.1.extend(
+                    r.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v != 0)
+                        .map(|(i, _)| i as u32),
+                );
                 want.0.push(want.1.len() as i64);
             }
-            let cm: Vec<u8> = (0..m).flat_map(|i| cells.chunks(m).map(move |r| r[i])).collect();
-            assert_eq!(csr_of_dense(&cells, n, m, false, &c).unwrap(), want, "{n} x {m}");
-            assert_eq!(csr_of_dense(&cm, n, m, true, &c).unwrap(), want, "{n} x {m}");
+            let cm: Vec<u8> = (0..m)
+                .flat_map(|i| cells.chunks(m).map(move |r| r[i]))
+                .collect();
+            assert_eq!(
+                csr_of_dense(&cells, n, m, false, &c).unwrap(),
+                want,
+                "{n} x {m}"
+            );
+            assert_eq!(
+                csr_of_dense(&cm, n, m, true, &c).unwrap(),
+                want,
+                "{n} x {m}"
+            );
         }
     }
 

@@ -2733,17 +2733,21 @@ fn chunk_inertia<T: Float>(
             .get(l as usize * d..(l as usize + 1) * d)
             .ok_or_else(|| CoreError::Internal("label out of range".into()))?;
         x.read_row(r, row);
-        let s: f64 = row
-            .iter()
-            .zip(cen)
-            .map(|(&a, &b)| {
-                let t = a.to_f64() - b.to_f64();
-                t * t
-            })
-            .sum();
-        acc += weights.map_or(1.0, |w| w[r]) * s;
+        acc += weights.map_or(1.0, |w| w[r]) * sqdist_exact(row, cen);
     }
     Ok(acc)
+}
+
+/// `sum (x - c)^2` in f64, in feature order: the exact distance of the
+/// inertia and of `transform`.
+fn sqdist_exact<T: Float>(x: &[T], c: &[T]) -> f64 {
+    x.iter()
+        .zip(c)
+        .map(|(&a, &b)| {
+            let t = a.to_f64() - b.to_f64();
+            t * t
+        })
+        .sum()
 }
 
 /// Euclidean distance of every row to every centre (n x k, row-major),
@@ -2765,15 +2769,7 @@ pub fn transform<T: Float>(
             for (i, orow) in o.chunks_exact_mut(k).enumerate() {
                 x.read_row(c * CHUNK + i, &mut row);
                 for (dst, cen) in orow.iter_mut().zip(centers.chunks_exact(d)) {
-                    let s: f64 = row
-                        .iter()
-                        .zip(cen)
-                        .map(|(&a, &b)| {
-                            let t = a.to_f64() - b.to_f64();
-                            t * t
-                        })
-                        .sum();
-                    *dst = T::from_f64(s.sqrt());
+                    *dst = T::from_f64(sqdist_exact(&row, cen).sqrt());
                 }
             }
             Ok(())
