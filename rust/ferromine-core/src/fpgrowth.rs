@@ -2180,7 +2180,7 @@ mod tests {
                     state = state
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    ((state >> 33) % 3 == 0) as u8 * ((state >> 40) % 5 + 1) as u8
+                    (state >> 33).is_multiple_of(3) as u8 * ((state >> 40) % 5 + 1) as u8
                 })
                 .collect();
             let mut want = (vec![0i64], Vec::new());
