@@ -1098,7 +1098,7 @@ unsafe fn argmin_cols_f32(xt: &[f32], panels: &Panels<f32>, labels: &mut [i32]) 
 }
 
 /// [`argmin_cols_f32`] that, with `TOP2`, also writes each row's smallest and
-/// second smallest score to `top` (the screen of [`lloyd_pass_screened`]).
+/// second smallest score to `top` (the screen of [`screen_chunk`]).
 /// The labels are the same either way.
 ///
 /// # Safety
@@ -1171,24 +1171,39 @@ unsafe fn argmin_cols_f32_top<const TOP2: bool>(
                 }
             }
         }
-        let mut idx = [0f32; RB];
-        _mm256_storeu_ps(idx.as_mut_ptr(), bidx[0]);
-        _mm256_storeu_ps(idx.as_mut_ptr().add(8), bidx[1]);
-        for (l, &v) in labels[b * RB..].iter_mut().zip(&idx) {
-            *l = (v as usize).min(kmax) as i32;
+        let (mut idx, mut b1, mut b2) = ([0f32; RB], [0f32; RB], [0f32; RB]);
+        for h in 0..2 {
+            _mm256_storeu_ps(idx.as_mut_ptr().add(h * 8), bidx[h]);
+            _mm256_storeu_ps(b1.as_mut_ptr().add(h * 8), best[h]);
+            _mm256_storeu_ps(b2.as_mut_ptr().add(h * 8), second[h]);
         }
-        if TOP2 {
-            let (mut b1, mut b2) = ([0f32; RB], [0f32; RB]);
-            for h in 0..2 {
-                _mm256_storeu_ps(b1.as_mut_ptr().add(h * 8), best[h]);
-                _mm256_storeu_ps(b2.as_mut_ptr().add(h * 8), second[h]);
-            }
-            for (r, t) in top[b * RB..rows].iter_mut().take(RB).enumerate() {
-                *t = [b1[r], b2[r]];
-            }
-        }
+        store_block::<TOP2>(b * RB, kmax, &idx, &b1, &b2, labels, top);
     }
     true
+}
+
+/// The results of one block of [`RB`] rows starting at row `r0` (lanes past
+/// the last row are dropped): the centre index of each lane as a label, and
+/// with `TOP2` its best and second-best scores.
+#[inline(always)]
+fn store_block<const TOP2: bool>(
+    r0: usize,
+    kmax: usize,
+    idx: &[f32; RB],
+    best: &[f32; RB],
+    second: &[f32; RB],
+    labels: &mut [i32],
+    top: &mut [[f32; 2]],
+) {
+    let rows = labels.len();
+    for (l, &v) in labels[r0.min(rows)..].iter_mut().zip(idx) {
+        *l = (v as usize).min(kmax) as i32;
+    }
+    if TOP2 {
+        for (r, t) in top[r0.min(rows)..rows].iter_mut().take(RB).enumerate() {
+            *t = [best[r], second[r]];
+        }
+    }
 }
 
 /// Whether the AVX-512 kernels can run (and are not switched off for a test).
@@ -1258,7 +1273,7 @@ unsafe fn blocks_avx512<const NB: usize, const TOP2: bool>(
     top: &mut [[f32; 2]],
 ) {
     use std::arch::x86_64::*;
-    let (d, kp, rows) = (panels.d, panels.rnorms.len(), labels.len());
+    let (d, kp) = (panels.d, panels.rnorms.len());
     let kmax = panels.k.saturating_sub(1);
     let two = _mm512_set1_ps(2.0);
     let cm = panels.rowmaj.as_ptr();
@@ -1299,21 +1314,13 @@ unsafe fn blocks_avx512<const NB: usize, const TOP2: bool>(
         }
     }
     for q in 0..NB {
-        let r0 = (b0 + q) * RB;
         let (mut idx, mut b1, mut b2) = ([0f32; RB], [0f32; RB], [0f32; RB]);
         unsafe {
             _mm512_storeu_ps(idx.as_mut_ptr(), bidx[q]);
             _mm512_storeu_ps(b1.as_mut_ptr(), best[q]);
             _mm512_storeu_ps(b2.as_mut_ptr(), second[q]);
         }
-        for (l, &v) in labels[r0.min(rows)..].iter_mut().zip(&idx) {
-            *l = (v as usize).min(kmax) as i32;
-        }
-        if TOP2 {
-            for (r, t) in top[r0.min(rows)..rows].iter_mut().take(RB).enumerate() {
-                *t = [b1[r], b2[r]];
-            }
-        }
+        store_block::<TOP2>((b0 + q) * RB, kmax, &idx, &b1, &b2, labels, top);
     }
 }
 
@@ -1804,7 +1811,7 @@ fn lloyd_pass_opt<T: Float>(
         labels,
         update,
         cancel,
-        |r0, rows, clabels, s: &mut ScreenScratch<T>| {
+        |r0, rows, clabels, s: &mut PassScratch<T>| {
             let screened = match (&screen, T::as_f64s(rows)) {
                 (Some(sp), Some(rows64)) => screen_chunk(rows64, sp, clabels, s),
                 _ => false,
@@ -1966,7 +1973,7 @@ impl ScreenPanels {
 }
 
 /// Scratch of one group of a Lloyd pass.
-struct ScreenScratch<T> {
+struct PassScratch<T> {
     xt: Vec<T>,
     row: Vec<T>,
     x32: Vec<f32>,
@@ -1979,9 +1986,9 @@ struct ScreenScratch<T> {
     labels: Vec<i32>,
 }
 
-impl<T> Default for ScreenScratch<T> {
+impl<T> Default for PassScratch<T> {
     fn default() -> Self {
-        ScreenScratch {
+        PassScratch {
             xt: Vec::new(),
             row: Vec::new(),
             x32: Vec::new(),
@@ -2048,7 +2055,7 @@ fn screen_chunk<T>(
     rows: &[f64],
     sp: &ScreenPanels,
     labels: &mut [i32],
-    s: &mut ScreenScratch<T>,
+    s: &mut PassScratch<T>,
 ) -> bool {
     let (m, d) = (labels.len(), sp.p64.d);
     if rows.len() < m * d {
