@@ -995,8 +995,11 @@ const MASK_MAX_RANKS: usize = 128;
 /// A transaction over the ranks as a bitmask (bit `r` of word `r / 64`).
 type Mask<const W: usize> = [u64; W];
 
-/// A row bitmask and how many transactions have it.
-type MaskRow<const W: usize> = (Mask<W>, u64);
+/// A row bitmask, how many transactions have it and, for the closed and
+/// maximal miners (`P = W`), the AND of those transactions' whole bitmasks
+/// (every rank, before any cut): the closure test of [`Miner::mask_node`].
+/// The frequent-itemset miner carries no payload (`P = 0`).
+type MaskRow<const W: usize, const P: usize = 0> = (Mask<W>, u64, [u64; P]);
 
 /// The bits below `j`.
 #[inline]
@@ -1024,6 +1027,14 @@ fn mask_and<const W: usize>(a: &Mask<W>, b: &Mask<W>) -> Mask<W> {
     m
 }
 
+/// `a &= b`, word by word.
+#[inline]
+fn and_into<const P: usize>(a: &mut [u64; P], b: &[u64; P]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x &= y;
+    }
+}
+
 #[inline]
 fn mask_has<const W: usize>(m: &Mask<W>, r: usize) -> bool {
     m[r >> 6] >> (r & 63) & 1 == 1
@@ -1037,7 +1048,7 @@ fn mask_is_empty<const W: usize>(m: &Mask<W>) -> bool {
 /// Merges rows with the same mask (summing their counts): the conditional
 /// databases of dense data hold few distinct rows. Counts are exact sums, so
 /// the result does not depend on the order the rows came in.
-fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
+fn merge_rows<const W: usize, const P: usize>(rows: &mut Vec<MaskRow<W, P>>) {
     if rows.len() < 2 {
         return;
     }
@@ -1048,12 +1059,16 @@ fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
         first.reserve(rows.len().min(1 << 16));
         let mut kept = 0usize;
         for k in 0..rows.len() {
-            let (m, w) = rows[k];
-            match first.entry(m) {
-                std::collections::hash_map::Entry::Occupied(e) => rows[*e.get() as usize].1 += w,
+            let row = rows[k];
+            match first.entry(row.0) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let into = &mut rows[*e.get() as usize];
+                    into.1 += row.1;
+                    and_into(&mut into.2, &row.2);
+                }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(kept as u32);
-                    rows[kept] = (m, w);
+                    rows[kept] = row;
                     kept += 1;
                 }
             }
@@ -1065,7 +1080,9 @@ fn merge_rows<const W: usize>(rows: &mut Vec<MaskRow<W>>) {
     let mut kept = 0;
     for k in 1..rows.len() {
         if rows[k].0 == rows[kept].0 {
-            rows[kept].1 += rows[k].1;
+            let (w, full) = (rows[k].1, rows[k].2);
+            rows[kept].1 += w;
+            and_into(&mut rows[kept].2, &full);
         } else {
             kept += 1;
             rows[kept] = rows[k];
@@ -1115,7 +1132,7 @@ fn mask_rows<const W: usize, O: Index, I: Index>(
             }
         }
         if !mask_is_empty(&m) {
-            out.push((m, 1));
+            out.push((m, 1, []));
         }
     }
     Ok(out)
@@ -1148,7 +1165,7 @@ fn top_masks<const W: usize, O: Index, I: Index>(
     cancel.check()?;
     let n_ranks = support.len();
     let mut col_off = vec![0usize; n_ranks + 1];
-    for (m, _) in &rows {
+    for (m, _, _) in &rows {
         for (w, &word) in m.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -1162,7 +1179,7 @@ fn top_masks<const W: usize, O: Index, I: Index>(
     }
     let mut fill: Vec<usize> = col_off[..n_ranks].to_vec();
     let mut col_rows = vec![0u32; col_off[n_ranks]];
-    for (k, (m, _)) in rows.iter().enumerate() {
+    for (k, (m, _, _)) in rows.iter().enumerate() {
         for (w, &word) in m.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -1447,16 +1464,19 @@ impl Miner<'_> {
 
 /// Scratch of the bitmask miner: conditional supports, and row buffers of
 /// finished recursion nodes for the next ones to reuse.
-struct MaskScratch<const W: usize> {
+struct MaskScratch<const W: usize, const P: usize> {
     cnt: Vec<u64>,
-    spare: Vec<Vec<MaskRow<W>>>,
+    spare: Vec<Vec<MaskRow<W, P>>>,
+    /// The ranks of the current prefix (core and perfect extensions).
+    prefix: Mask<W>,
 }
 
-impl<const W: usize> MaskScratch<W> {
+impl<const W: usize, const P: usize> MaskScratch<W, P> {
     fn new() -> Self {
         MaskScratch {
             cnt: vec![0; 64 * W],
             spare: Vec::new(),
+            prefix: [0; W],
         }
     }
 }
@@ -1467,25 +1487,35 @@ impl<const W: usize> MaskScratch<W> {
 /// merged row bitmasks instead of conditional trees.
 impl Miner<'_> {
     /// The top-level items, from the least frequent up, one part each.
-    fn mask_top<const W: usize>(&self, t: &TopMasks<W>, root_pe: &[u32]) -> Result<Vec<Itemsets>> {
+    /// With `P = W` (closed and maximal), subtrees whose prefix has an item
+    /// of a higher rank in its closure are skipped ([`Miner::mask_node`]).
+    fn mask_top<const W: usize, const P: usize>(
+        &self,
+        t: &TopMasks<W>,
+        root_pe: &[u32],
+    ) -> Result<Vec<Itemsets>> {
         (0..t.support.len())
             .into_par_iter()
             .rev()
             .map_init(
-                || (Scratch::new(root_pe.to_vec()), MaskScratch::<W>::new()),
+                || (Scratch::new(root_pe.to_vec()), MaskScratch::<W, P>::new()),
                 |(s, ms), j| -> Result<Itemsets> {
                     let mut part = Itemsets::new();
                     let below = mask_below::<W>(j);
                     let mut rows = ms.spare.pop().unwrap_or_default();
                     rows.clear();
+                    let mut dropped = [u64::MAX; P];
                     for &k in &t.col_rows[t.col_off[j]..t.col_off[j + 1]] {
-                        let (m, w) = &t.rows[k as usize];
+                        let (m, w, _) = &t.rows[k as usize];
+                        let full: [u64; P] = std::array::from_fn(|i| m[i]);
                         let c = mask_and(m, &below);
                         if !mask_is_empty(&c) {
-                            rows.push((c, *w));
+                            rows.push((c, *w, full));
+                        } else {
+                            and_into(&mut dropped, &full);
                         }
                     }
-                    let r = self.mask_node(j, t.support[j], &rows, s, &mut part, ms);
+                    let r = self.mask_node(j, t.support[j], &rows, dropped, s, &mut part, ms);
                     ms.spare.push(rows);
                     r.map(|()| part)
                 },
@@ -1496,19 +1526,43 @@ impl Miner<'_> {
     /// Mines rank `j` after the prefix in `s`: `sup` transactions hold it,
     /// and `rows` are those of them with items left, cut to the ranks below
     /// `j` that may still extend the prefix.
-    fn mask_node<const W: usize>(
+    ///
+    /// With `P = W`, `dropped` is the AND of the whole bitmasks of the
+    /// transactions left out of `rows` (nothing left below `j`), so the
+    /// closure of the prefix (the items in all its transactions) is that AND
+    /// with the rows' payloads. An item of that closure ranked above `j` and
+    /// not in the prefix is in every transaction of every itemset of this
+    /// subtree: none of them is closed (each is found, with that item, in
+    /// the subtree of a higher rank), so the subtree is skipped. Every node
+    /// that passes emits its closure, once (LCM's prefix-preserving closure
+    /// extension, on FP-growth's recursion).
+    #[allow(clippy::too_many_arguments)]
+    fn mask_node<const W: usize, const P: usize>(
         &self,
         j: usize,
         sup: u64,
-        rows: &[MaskRow<W>],
+        rows: &[MaskRow<W, P>],
+        dropped: [u64; P],
         s: &mut Scratch,
         out: &mut Itemsets,
-        ms: &mut MaskScratch<W>,
+        ms: &mut MaskScratch<W, P>,
     ) -> Result<()> {
         self.cancel.check()?;
+        if P > 0 {
+            let mut closure = dropped;
+            for (_, _, full) in rows {
+                and_into(&mut closure, full);
+            }
+            let upto = mask_below::<W>(j + 1);
+            if (0..P).any(|i| closure[i] & !upto[i] & !ms.prefix[i] != 0) {
+                return Ok(());
+            }
+        }
+        let prefix = ms.prefix;
+        ms.prefix[j >> 6] |= 1u64 << (j & 63);
         let cnt = &mut ms.cnt[..j];
         cnt.fill(0);
-        for (m, w) in rows {
+        for (m, w, _) in rows {
             for (wi, &word) in m.iter().enumerate() {
                 let mut bits = word;
                 while bits != 0 {
@@ -1524,6 +1578,7 @@ impl Miner<'_> {
         for (i, &c) in cnt.iter().enumerate() {
             if c == sup {
                 s.pe.push(self.item_of_rank[i]);
+                ms.prefix[i >> 6] |= 1u64 << (i & 63);
             } else if c >= self.p.min_count {
                 next[i >> 6] |= 1u64 << (i & 63);
             }
@@ -1536,9 +1591,9 @@ impl Miner<'_> {
             }
             let mut cond = ms.spare.pop().unwrap_or_default();
             cond.clear();
-            cond.extend(rows.iter().filter_map(|(m, w)| {
+            cond.extend(rows.iter().filter_map(|(m, w, full)| {
                 let c = mask_and(m, &next);
-                (!mask_is_empty(&c)).then_some((c, *w))
+                (!mask_is_empty(&c)).then_some((c, *w, *full))
             }));
             merge_rows(&mut cond);
             let mut sub = ms.spare.pop().unwrap_or_default();
@@ -1549,19 +1604,20 @@ impl Miner<'_> {
         });
         s.core.truncate(core_len);
         s.pe.truncate(pe_len);
+        ms.prefix = prefix;
         result
     }
 
     /// Mines every rank of `items`, from the highest down, in the
     /// conditional database `cond` of the prefix in `s`.
-    fn mask_children<const W: usize>(
+    fn mask_children<const W: usize, const P: usize>(
         &self,
-        cond: &[MaskRow<W>],
+        cond: &[MaskRow<W, P>],
         items: &Mask<W>,
         s: &mut Scratch,
         out: &mut Itemsets,
-        sub: &mut Vec<MaskRow<W>>,
-        ms: &mut MaskScratch<W>,
+        sub: &mut Vec<MaskRow<W, P>>,
+        ms: &mut MaskScratch<W, P>,
     ) -> Result<()> {
         for w in (0..W).rev() {
             let mut bits = items[w];
@@ -1572,16 +1628,19 @@ impl Miner<'_> {
                 let below = mask_below::<W>(k);
                 sub.clear();
                 let mut sup = 0u64;
-                for (m, c) in cond {
+                let mut dropped = [u64::MAX; P];
+                for (m, c, full) in cond {
                     if mask_has(m, k) {
                         sup += c;
                         let cut = mask_and(m, &below);
                         if !mask_is_empty(&cut) {
-                            sub.push((cut, *c));
+                            sub.push((cut, *c, *full));
+                        } else {
+                            and_into(&mut dropped, full);
                         }
                     }
                 }
-                self.mask_node(k, sup, sub, s, out, ms)?;
+                self.mask_node(k, sup, sub, dropped, s, out, ms)?;
             }
         }
         Ok(())
@@ -1761,9 +1820,15 @@ fn mine_with<O: Index, I: Index>(
         let mut s = Scratch::new(prep.root_pe.clone());
         miner.emit(&mut s, prep.n_transactions, n_top == 0, &mut out)?;
     }
+    // The bitmask miner skips the subtrees without closed itemsets (the
+    // closed and maximal ones); the tree miner emits every class and the
+    // filter below keeps the closed (maximal) ones.
+    let pruned = params.kind != Kind::All;
     let parts: Vec<Itemsets> = match &prep.masks {
-        Some(MaskDb::One(t)) => miner.mask_top(t, &prep.root_pe)?,
-        Some(MaskDb::Two(t)) => miner.mask_top(t, &prep.root_pe)?,
+        Some(MaskDb::One(t)) if pruned => miner.mask_top::<1, 1>(t, &prep.root_pe)?,
+        Some(MaskDb::Two(t)) if pruned => miner.mask_top::<2, 2>(t, &prep.root_pe)?,
+        Some(MaskDb::One(t)) => miner.mask_top::<1, 0>(t, &prep.root_pe)?,
+        Some(MaskDb::Two(t)) => miner.mask_top::<2, 0>(t, &prep.root_pe)?,
         None => (0..n_top)
             .into_par_iter()
             .rev()
@@ -1797,7 +1862,10 @@ fn mine_with<O: Index, I: Index>(
         return Ok(out);
     }
     let keep = match params.kind {
+        // Every class the bitmask miner emits is closed, and only once.
+        Kind::Closed if prep.masks.is_some() => vec![true; out.len()],
         Kind::Closed => not_subsumed(&out, Some(&out.counts), cancel)?,
+        // Maximal: the closed leaves, less those inside another one.
         _ => not_subsumed(&out, None, cancel)?,
     };
     let max_len = params.max_len.unwrap_or(usize::MAX);
