@@ -1035,6 +1035,20 @@ fn and_into<const P: usize>(a: &mut [u64; P], b: &[u64; P]) {
     }
 }
 
+/// The set bits of `m`, ascending.
+fn mask_ranks<const W: usize>(m: &Mask<W>) -> impl Iterator<Item = usize> + '_ {
+    m.iter().enumerate().flat_map(|(w, &word)| {
+        let mut bits = word;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                w * 64 + b
+            })
+        })
+    })
+}
+
 #[inline]
 fn mask_has<const W: usize>(m: &Mask<W>, r: usize) -> bool {
     m[r >> 6] >> (r & 63) & 1 == 1
@@ -1588,6 +1602,27 @@ impl Miner<'_> {
             let recurse = !leaf && (self.p.kind != Kind::All || s.core.len() < self.max_len);
             if !recurse {
                 return Ok(());
+            }
+            if self.p.kind == Kind::Maximal {
+                // Look-ahead (MAFIA's HUT): when the prefix with every
+                // candidate item is frequent, it holds every itemset of the
+                // subtree, so it is the subtree's only possible maximal one.
+                let hut: u64 = rows
+                    .iter()
+                    .filter(|(m, _, _)| mask_and(m, &next) == next)
+                    .map(|(_, w, _)| w)
+                    .sum();
+                if hut >= self.p.min_count {
+                    self.count(1)?;
+                    s.buf.clear();
+                    s.buf.extend_from_slice(&s.core);
+                    s.buf.extend_from_slice(&s.pe);
+                    s.buf
+                        .extend(mask_ranks(&next).map(|r| self.item_of_rank[r]));
+                    s.buf.sort_unstable();
+                    out.push(&s.buf, hut);
+                    return Ok(());
+                }
             }
             let mut cond = ms.spare.pop().unwrap_or_default();
             cond.clear();
