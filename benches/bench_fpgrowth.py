@@ -59,7 +59,13 @@ LIBS = [
     "pyfim-count",
     "rusket",
     "frozenset-floor",
+    "ferromine-closed",
+    "pyfim-closed",
+    "ferromine-maximal",
+    "pyfim-maximal",
 ]
+# Closed and maximal itemsets (count output): their own table, not in the "agree" column.
+CLOSED_LIBS = {"ferromine-closed", "pyfim-closed", "ferromine-maximal", "pyfim-maximal"}
 # relim is pyfim's slowest miner on these sets: measured in --full only.
 DEFAULT_LIBS = [lib for lib in LIBS if lib != "pyfim-relim"]
 
@@ -163,7 +169,19 @@ def prepare(lib: str, dataset: str, ms: float):
     n = len(rows)
     warm_up(lib)
     c = min_count(ms, n)
-    if lib.startswith("ferromine"):
+    if lib in ("ferromine-closed", "ferromine-maximal"):
+        from ferromine.frequent_patterns import fpclosed, fpmax
+
+        miner = fpclosed if lib == "ferromine-closed" else fpmax
+        data = _csr(dataset)
+
+        def run() -> dict:
+            t = time.perf_counter()
+            res = miner(data, ms, output="count", max_itemsets=None)
+            dt = time.perf_counter() - t
+            return {"time": dt, "count": int(res)}
+
+    elif lib.startswith("ferromine"):
         from ferromine.frequent_patterns import fpgrowth
 
         out = {"ferromine-arrow": "arrow", "ferromine-pandas": "pandas", "ferromine-count": "count"}[lib]
@@ -191,8 +209,9 @@ def prepare(lib: str, dataset: str, ms: float):
         import fim
 
         algo = {"pyfim-fpgrowth": fim.fpgrowth, "pyfim-eclat": fim.eclat, "pyfim-relim": fim.relim,
-                "pyfim-count": fim.fpgrowth}[lib]
-        report = "#" if lib == "pyfim-count" else "a"
+                "pyfim-count": fim.fpgrowth, "pyfim-closed": fim.fpgrowth, "pyfim-maximal": fim.fpgrowth}[lib]
+        report = "#" if lib in ("pyfim-count", "pyfim-closed", "pyfim-maximal") else "a"
+        target = {"pyfim-closed": "c", "pyfim-maximal": "m"}.get(lib, "s")
         # pyfim omits an item present in every transaction (and its supersets' class).
         X = _csr(dataset)
         full = int((X.getnnz(axis=0) == n).sum())
@@ -200,7 +219,7 @@ def prepare(lib: str, dataset: str, ms: float):
 
         def run() -> dict:
             t = time.perf_counter()
-            res = algo(rows, supp=-c, report=report)
+            res = algo(rows, target=target, supp=-c, report=report)
             dt = time.perf_counter() - t
             count = int(sum(res.values())) if report == "#" else len(res)
             return {"time": dt, "count": count, "omits_full_items": full}
@@ -456,6 +475,8 @@ def main() -> None:
         row = measure(dataset, ms, args.libs, args.reps, args.timeout, args.budget)
         results.append(row)
         print_row(row, header=len(results) == 1)
+    if CLOSED_LIBS & set(args.libs):
+        print_closed(results)
     print(
         f"\nMedian of {args.reps} calls per library (one worker process per library and level, input built "
         f"before the clock starts; a library slower than {args.budget:g} s is not repeated; a call over "
@@ -546,12 +567,13 @@ def print_row(row: dict, header: bool) -> None:
     pyfim = [p for p in pyfim if p and p.get("status") == "ok"]
     best = min(pyfim, key=lambda p: p["time"]) if pyfim else None
     ours = L.get("ferromine-arrow")
-    counts = {k: v["count"] for k, v in L.items() if v.get("status") == "ok" and k != "frozenset-floor"}
+    counts = {k: v["count"] for k, v in L.items()
+              if v.get("status") == "ok" and k != "frozenset-floor" and k not in CLOSED_LIBS}
     fim_full = max((v.get("omits_full_items", 0) for v in L.values() if v.get("status") == "ok"), default=0)
     ours_n = counts.get("ferromine-arrow")
     agree = all(
         c == ours_n or (k.startswith("pyfim") and fim_full and c < ours_n) for k, c in counts.items()
-    ) and all(v.get("counts_stable", True) for v in L.values() if v.get("status") == "ok")
+    ) and all(v.get("counts_stable", True) for k, v in L.items() if v.get("status") == "ok")
     floor = L.get("frozenset-floor")
     fs = (
         f"{floor['ours_frozensets_s']:.3f}s vs {floor['time']:.3f}s"
@@ -574,6 +596,24 @@ def print_row(row: dict, header: bool) -> None:
         f" | {ratio(L.get('ferromine-count'), L.get('pyfim-count'))} | {fs} | {'yes' if agree else 'NO'} |",
         flush=True,
     )
+
+
+def print_closed(results: list[dict]) -> None:
+    """Closed and maximal itemsets, count output, against pyfim's fpgrowth
+    (target "c" / "m", pattern spectrum): times, ratio, counts equal."""
+    print("\nClosed and maximal itemsets (count output; ratio = pyfim / ours)\n")
+    print("| config | closed | ours | pyfim | ratio | maximal | ours | pyfim | ratio | agree |")
+    print("|" + "---|" * 10)
+    for row in results:
+        L = row["libs"]
+        cells, agree = [], True
+        for ours, ref in (("ferromine-closed", "pyfim-closed"), ("ferromine-maximal", "pyfim-maximal")):
+            a, b = L.get(ours), L.get(ref)
+            ok = bool(a and b and a.get("status") == "ok" and b.get("status") == "ok")
+            # pyfim omits an item present in every transaction: then its counts may differ.
+            agree &= not ok or a["count"] == b["count"] or b.get("omits_full_items", 0) > 0
+            cells += [str(a["count"]) if a and a.get("status") == "ok" else "-", fmt(a), fmt(b), ratio(a, b)]
+        print(f"| {row['dataset']} {row['min_support']} | " + " | ".join(cells) + f" | {'yes' if agree else 'NO'} |")
 
 
 if __name__ == "__main__":
