@@ -48,6 +48,13 @@ FULL = QUICK + [
     ("generated-1M", 0.001),
 ]
 DENSIFY_TOO_BIG = {"retail", "generated-1M"}
+# Outputs made of one Python object (or more) per itemset: mlxtend's and our
+# frozenset frames, pyfim's tuples, rusket's frame, the frozenset floor. At
+# about 0.7 kB an itemset, beyond this count they would not fit in this
+# machine's memory beside the other workers (mushroom 1 %: 91 M itemsets).
+OBJECT_OUTPUT_MAX_ITEMSETS = 5_000_000
+OBJECT_OUTPUTS = {"ferromine-pandas", "mlxtend", "pyfim-fpgrowth", "pyfim-eclat", "pyfim-relim", "rusket",
+                  "frozenset-floor"}
 LIBS = [
     "ferromine-arrow",
     "ferromine-pandas",
@@ -401,12 +408,18 @@ def measure(dataset: str, ms: float, libs: list[str], reps: int, timeout: float,
     together (input building is not timed), then the repetitions, one call at
     a time, alternating libraries and reversing their order every other
     repetition so drifting load on a shared machine hits all alike."""
-    _csr(dataset)  # build the shared cache once, before the workers read it
+    X = _csr(dataset)  # build the shared cache once, before the workers read it
+    from ferromine.frequent_patterns import fpgrowth
+
+    n_itemsets = fpgrowth(X, ms, output="count", max_itemsets=None)  # untimed: sizes the outputs
+    del X
     runs: dict[str, list[dict]] = {lib: [] for lib in libs}
     workers: dict[str, Worker] = {}
     for lib in libs:
         if not installed(lib):
             runs[lib].append({"status": "missing"})
+        elif lib in OBJECT_OUTPUTS and n_itemsets > OBJECT_OUTPUT_MAX_ITEMSETS:
+            runs[lib].append({"status": f"skipped ({n_itemsets / 1e6:.0f} M Python objects)"})
         elif lib == "mlxtend" and dataset in DENSIFY_TOO_BIG:
             # mlxtend densifies sparse frames (df.values): 88 k x 16 k objects for retail.
             runs[lib].append({"status": "skipped (densifies)"})
