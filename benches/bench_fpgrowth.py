@@ -409,9 +409,11 @@ def measure(dataset: str, ms: float, libs: list[str], reps: int, timeout: float,
     a time, alternating libraries and reversing their order every other
     repetition so drifting load on a shared machine hits all alike."""
     X = _csr(dataset)  # build the shared cache once, before the workers read it
-    from ferromine.frequent_patterns import fpgrowth
+    n_itemsets = 0
+    if OBJECT_OUTPUTS & set(libs):  # untimed: sizes the object outputs
+        from ferromine.frequent_patterns import fpgrowth
 
-    n_itemsets = fpgrowth(X, ms, output="count", max_itemsets=None)  # untimed: sizes the outputs
+        n_itemsets = fpgrowth(X, ms, output="count", max_itemsets=None)
     del X
     runs: dict[str, list[dict]] = {lib: [] for lib in libs}
     workers: dict[str, Worker] = {}

@@ -1900,7 +1900,8 @@ fn mine_with<O: Index, I: Index>(
         // Every class the bitmask miner emits is closed, and only once.
         Kind::Closed if prep.masks.is_some() => vec![true; out.len()],
         Kind::Closed => not_subsumed(&out, Some(&out.counts), cancel)?,
-        // Maximal: the closed leaves, less those inside another one.
+        // Maximal: the candidates (leaves, and the bitmask miner's look-ahead
+        // sets) that no other candidate contains.
         _ => not_subsumed(&out, None, cancel)?,
     };
     let max_len = params.max_len.unwrap_or(usize::MAX);
